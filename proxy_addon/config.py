@@ -1,0 +1,188 @@
+"""Loading YAML configuration (catalogs, policies) with exact error locations.
+
+Every problem is reported as ``FILE:LINE: key.path: what is wrong (what to
+write instead)``; :class:`ConfigError` carries all problems of one file so a
+user fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+KeyPath = tuple[str | int, ...]
+
+
+def format_path(path: KeyPath) -> str:
+    """``("rules", 0, "target_fqdns", 2)`` -> ``rules[0].target_fqdns[2]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a configuration file."""
+
+    file: str
+    path: KeyPath
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {format_path(self.path)}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; ``problems`` lists every mistake."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class Source:
+    """A parsed YAML document: ``data`` plus the line of every key path."""
+
+    file: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    text: str = ""
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of ``path`` or of its closest ancestor that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def problem(self, path: KeyPath, message: str) -> Problem:
+        return Problem(self.file, path, self.line(path), message)
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, src: Source, problems: list[Problem]) -> Any:
+    src.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, (str, int, bool)) or key is None:
+                problems.append(Problem(src.file, path, key_node.start_mark.line + 1, "keys must be plain text"))
+                continue
+            key = str(key) if not isinstance(key, str) else key
+            if key in result:
+                problems.append(
+                    Problem(src.file, path + (key,), key_node.start_mark.line + 1, f"duplicate key {key!r}")
+                )
+            src.lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _build(loader, value_node, path + (key,), src, problems)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, path + (i,), src, problems) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> Source:
+    """Parse YAML text into a :class:`Source`; raises :class:`ConfigError`."""
+    src = Source(file=file, data=None, text=text)
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            problems: list[Problem] = []
+            src.data = _build(loader, node, (), src, problems) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem(file, (), line, f"not valid YAML: {e.problem or e}")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([Problem(file, (), None, f"not valid YAML: {e}")]) from None
+    if problems:
+        raise ConfigError(problems)
+    if src.data is None:
+        raise ConfigError([Problem(file, (), None, "the file is empty")])
+    return src
+
+
+def load_yaml(path: str | Path) -> Source:
+    """Read and parse a YAML file; unreadable files raise :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), (), None, "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(str(path), (), None, f"cannot be read: {e}")]) from None
+    return parse_yaml(text, str(path))
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema shipped in ``proxy_addon/schemas/NAME.schema.json``."""
+    text = resources.files("proxy_addon").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
+    path: KeyPath = tuple(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        messages = []
+        for key in extra:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            messages.append(f"unknown key {key!r}{suggestion} (allowed: {', '.join(allowed)})")
+        if len(extra) == 1:
+            return path + (extra[0],), messages[0]
+        return path, "; ".join(messages)
+    if validator == "required":
+        return path, f"missing required key: {error.message.split(' is a required')[0]}"
+    if validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return path, f"expected {expected}, got {type(error.instance).__name__} {error.instance!r}"
+    if validator == "enum":
+        return path, f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    if validator == "pattern":
+        hint = error.schema.get("description", f"must match {error.validator_value}")
+        return path, f"{error.instance!r}: {hint}"
+    return path, error.message
+
+
+def validate_schema(src: Source, schema: dict[str, Any]) -> None:
+    """Check ``src.data`` against a JSON Schema; raises :class:`ConfigError`."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(src.data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    problems = []
+    seen = set()
+    for error in errors:
+        path, message = _describe(error)
+        if (path, message) in seen:
+            continue
+        seen.add((path, message))
+        problems.append(src.problem(path, message))
+    if problems:
+        raise ConfigError(problems)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` or an empty string."""
+    hint = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
