@@ -1,30 +1,38 @@
 """The mitmproxy addon: hooks translate flows into ``Policy.decide`` calls and
-decisions into responses; every decision goes to the sinks (decision log,
+decisions into responses; every decision goes to the observers (decision log,
 metrics, learn recorder). No policy logic lives here.
 
-Load it into mitmdump with ``mitmdump -s proxy_addon/mitm_script.py`` or run
+Load it into mitmdump with ``mitmdump -s "$(azml-egress addon-path)"`` or run
 ``azml-egress run``. Options (``--set NAME=VALUE``):
 
 * ``azml_policy``: policy file path or built-in name (empty: built-in default);
 * ``azml_mode``: ``enforce``, ``simulate`` or ``learn`` (empty: the policy's);
 * ``azml_decision_log``: also append decision lines to this file;
 * ``azml_log_stdout``: write decision lines to stdout (default true).
+
+Data path of a CONNECT: ``http_connect`` decides on the authority (403 on deny);
+``next_layer`` peeks at the tunnel's first bytes, checks the TLS SNI against
+the CONNECT host and relays the tunnel as raw TCP (bytes counted, TLS never
+intercepted); ``server_connect`` refuses any upstream connection without an
+allow decision. The upstream connection is opened lazily, after these checks.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import Callable
+from dataclasses import dataclass, replace
 
-from mitmproxy import ctx, exceptions, http, tls
-from mitmproxy.proxy import server_hooks
+from mitmproxy import ctx, exceptions, http, tcp, tls
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import layers, server_hooks
+from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from .audit import DecisionEvent, DecisionLog
 from .config import ConfigError
 from .decision import Action, Decision, Reason
 from .deny import deny_text
 from .hostnames import InvalidHost, normalise_host, printable, split_authority
+from .observers import Observer, classify_upstream_error
 from .policy import MODES, Policy
 from .policy_loader import load_policy
 
@@ -32,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 METADATA_KEY = "azml_egress"
 """``flow.metadata[METADATA_KEY]`` holds the flow's :class:`DecisionEvent`."""
-
-Sink = Callable[[DecisionEvent], None]
 
 
 def _client(conn: object) -> str:
@@ -44,25 +50,43 @@ def _client(conn: object) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _client_ip(conn: object) -> str | None:
+    peer = getattr(conn, "peername", None)
+    return peer[0] if peer else None
+
+
+@dataclass
+class Tunnel:
+    """An allowed (or simulated) CONNECT tunnel of one client connection."""
+
+    host: str
+    port: int
+    event: DecisionEvent
+    checked: bool = False
+    """Whether the tunnel's first bytes (TLS SNI) were checked."""
+    denied: bool = False
+    """Whether the SNI check denied the tunnel (enforce mode)."""
+
+
 class EgressPolicy:
     """The egress allowlist addon.
 
-    ``policy`` may be given directly (the ``azml-egress run`` runtime loads and
-    validates it before starting); otherwise it is loaded from the
-    ``azml_policy`` option. Without a valid policy every request is denied
-    with reason ``internal_error``.
+    ``policy`` may be given directly (``azml-egress run`` validates it before
+    starting); otherwise it is loaded from the ``azml_policy`` option. Without
+    a valid policy every request is denied with reason ``internal_error``.
+    ``observers`` receive every decision and tunnel event.
     """
 
-    def __init__(self, policy: Policy | None = None, sinks: list[Sink] | None = None):
+    def __init__(self, policy: Policy | None = None, observers: list[Observer] | None = None):
         self.policy: Policy | None = policy
         self.mode: str = policy.mode if policy else "enforce"
-        self.sinks: list[Sink] = list(sinks or [])
+        self.observers: list[Observer] = list(observers or [])
         self._log: DecisionLog | None = None
+        self._given_policy = policy is not None
         self._allowed: dict[str, set[tuple[str, int]]] = {}
         """client connection id -> (host, port) targets with an allow decision."""
-        self._tunnels: dict[str, tuple[str, int]] = {}
-        """client connection id -> target of its CONNECT tunnel."""
-        self._given_policy = policy is not None
+        self._tunnels: dict[str, Tunnel] = {}
+        """client connection id -> its CONNECT tunnel."""
 
     # -- options --------------------------------------------------------------
 
@@ -74,20 +98,18 @@ class EgressPolicy:
 
     def configure(self, updated) -> None:
         if "azml_mode" in updated and ctx.options.azml_mode and ctx.options.azml_mode not in MODES:
-            raise exceptions.OptionsError(
-                f"azml_mode: {ctx.options.azml_mode!r} is not one of {', '.join(MODES)}"
-            )
+            raise exceptions.OptionsError(f"azml_mode: {ctx.options.azml_mode!r} is not one of {', '.join(MODES)}")
         if {"azml_policy", "azml_mode"} & updated:
             if self._given_policy and not ctx.options.azml_policy:
-                # the runtime handed us a validated policy; only the mode may change
-                assert self.policy is not None
+                assert self.policy is not None  # the runtime handed us a validated policy
                 self.mode = ctx.options.azml_mode or self.policy.mode
             else:
                 try:
                     policy = load_policy(ctx.options.azml_policy or None, ctx.options.azml_mode or None)
                 except ConfigError as e:
+                    self.notify("on_policy", None, False, str(e))
                     raise exceptions.OptionsError(f"azml_policy: {ctx.options.azml_policy or 'default'}:\n{e}") from e
-                self._install(policy)
+                self.install(policy)
         if {"azml_decision_log", "azml_log_stdout"} & updated:
             try:
                 log = DecisionLog(ctx.options.azml_decision_log or None, ctx.options.azml_log_stdout)
@@ -97,15 +119,23 @@ class EgressPolicy:
             if old:
                 old.close()
 
-    def _install(self, policy: Policy) -> None:
+    def install(self, policy: Policy) -> None:
+        """Swap in a validated policy (requests in flight keep their decision)."""
         self.policy = policy
         self.mode = policy.mode
         for warning in policy.warnings:
             logger.warning(warning)
-        logger.info(
-            f"azml-egress: policy {policy.name!r} from {policy.source} ({policy.rule_count} rules, "
-            f"catalog {policy.catalog.id} {policy.catalog.revision}), mode {self.mode}"
-        )
+        logger.info(f"azml-egress: policy {policy.name!r} from {policy.source} ({policy.rule_count} rules, "
+                    f"catalog {policy.catalog.id} {policy.catalog.revision}), mode {self.mode}")
+        self.notify("on_policy", policy, True)
+
+    def running(self) -> None:
+        if ctx.options.connection_strategy != "lazy":
+            # upstream connections must wait until the tunnel's SNI is checked
+            logger.info("azml-egress: setting connection_strategy=lazy")
+            ctx.options.update(connection_strategy="lazy")
+        if self.policy is not None and self._given_policy:
+            self.notify("on_policy", self.policy, True)
 
     def done(self) -> None:
         if self._log:
@@ -120,31 +150,34 @@ class EgressPolicy:
                             detail="no valid policy is loaded")
         return self.policy.decide(host, port, protocol, client_ip)
 
-    def emit(self, event: DecisionEvent) -> None:
-        for sink in ([self._log] if self._log else []) + self.sinks:
+    def notify(self, method: str, *args) -> None:
+        """Call ``method`` on every observer; a failing observer is logged, not fatal."""
+        for observer in ([self._log] if self._log else []) + self.observers:
             try:
-                sink(event)
-            except Exception:  # noqa: BLE001 - a sink must never break deciding
-                logger.exception(f"azml-egress: decision sink {sink!r} failed")
+                getattr(observer, method)(*args)
+            except Exception:  # noqa: BLE001 - an observer must never break deciding
+                logger.exception(f"azml-egress: observer {type(observer).__name__}.{method} failed")
 
     def _event(self, decision: Decision, client_conn, method: str, **extra) -> DecisionEvent:
-        return DecisionEvent(
-            decision=decision, mode=self.mode, client=_client(client_conn), method=method,
-            policy=self.policy.name if self.policy else "", extra=tuple(extra.items()),
-        )
+        return DecisionEvent(decision=decision, mode=self.mode, client=_client(client_conn), method=method,
+                             policy=self.policy.name if self.policy else "", extra=tuple(extra.items()))
 
     def _judge(self, flow: http.HTTPFlow, decision: Decision) -> None:
         """Log the decision; deny in enforce mode, remember allowed targets."""
         event = self._event(decision, flow.client_conn, flow.request.method)
         flow.metadata[METADATA_KEY] = event
-        self.emit(event)
+        self.notify("on_decision", event)
         if decision.allowed or not event.enforced:
             target = (flow.request.host, flow.request.port)
             self._allowed.setdefault(flow.client_conn.id, set()).add(target)
             if flow.request.method == "CONNECT":
-                self._tunnels[flow.client_conn.id] = target
+                self._tunnels[flow.client_conn.id] = Tunnel(target[0], target[1], event)
         else:
             flow.response = self._response(event)
+
+    def _response(self, event: DecisionEvent) -> http.Response:
+        status, headers, body = deny_text(event, self.policy.source if self.policy else None)
+        return http.Response.make(status, body.encode("utf-8"), headers)
 
     def _fail_closed(self, flow: http.HTTPFlow, error: Exception) -> None:
         logger.exception("azml-egress: error in the decision path; denying")
@@ -152,28 +185,21 @@ class EgressPolicy:
                             printable(getattr(flow.request, "host", "?")), 0,
                             detail=f"internal error: {type(error).__name__}")
         event = self._event(decision, flow.client_conn, flow.request.method)
-        self.emit(event)
-        flow.response = self._response(event)
+        self.notify("on_decision", event)
+        flow.response = self._response(replace(event, mode="enforce"))
 
-    def _response(self, event: DecisionEvent) -> http.Response:
-        status, headers, body = deny_text(event, self.policy.source if self.policy else None)
-        return http.Response.make(status, body.encode("utf-8"), headers)
-
-    # -- hooks ----------------------------------------------------------------
+    # -- HTTP hooks -------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None:
             return
         try:
-            client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else None
-            self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", client_ip))
+            self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", _client_ip(flow.client_conn)))
         except Exception as e:  # noqa: BLE001 - fail closed
             self._fail_closed(flow, e)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
-            return
-        if flow.request.method == "CONNECT":
+        if flow.response is not None or flow.error is not None or not flow.live or flow.request.method == "CONNECT":
             return
         try:
             self._plain_http(flow)
@@ -182,20 +208,19 @@ class EgressPolicy:
 
     def _plain_http(self, flow: http.HTTPFlow) -> None:
         request = flow.request
-        client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else None
         tunnel = self._tunnels.get(flow.client_conn.id)
         if tunnel is not None:
             # plain HTTP inside a CONNECT tunnel that was already decided: the
             # Host header must name the tunnel's target
-            if request.host_header and not self._same_host(request.host_header, tunnel[0], tunnel[1], 80):
-                self._judge(flow, self._host_mismatch(request, tunnel[0], tunnel[1], "http"))
+            if request.host_header and not self._same_host(request.host_header, tunnel.host, tunnel.port, 80):
+                self._judge(flow, self._host_mismatch(request.host_header, tunnel.host, tunnel.port, "http"))
             return
         protocol = request.scheme if request.scheme in ("http", "https") else "http"
-        decision = self.decide(request.host, request.port, protocol, client_ip)
+        decision = self.decide(request.host, request.port, protocol, _client_ip(flow.client_conn))
         if decision.allowed and request.host_header is not None and not self._same_host(
             request.host_header, request.host, request.port, 443 if protocol == "https" else 80
         ):
-            decision = self._host_mismatch(request, request.host, request.port, protocol)
+            decision = self._host_mismatch(request.host_header, request.host, request.port, protocol)
         self._judge(flow, decision)
 
     @staticmethod
@@ -206,36 +231,129 @@ class EgressPolicy:
         except InvalidHost:
             return False
 
-    def _host_mismatch(self, request: http.Request, host: str, port: int, protocol: str) -> Decision:
-        base = self.decide(host, port, protocol, None)
-        return replace(
-            base, action=Action.DENY, reason=Reason.HOST_MISMATCH,
-            detail=f"Host header {printable(request.host_header)!r} does not name the request target {host}:{port}",
-        )
+    def _host_mismatch(self, header: str, host: str, port: int, protocol: str) -> Decision:
+        return replace(self.decide(host, port, protocol, None), action=Action.DENY, reason=Reason.HOST_MISMATCH,
+                       detail=f"Host header {printable(header)!r} does not name the request target {host}:{port}")
+
+    # -- tunnels ----------------------------------------------------------------
+
+    def next_layer(self, nextlayer) -> None:
+        """Check the SNI of a tunnel's ClientHello, then relay it as raw TCP."""
+        if nextlayer.layer is not None:
+            return
+        tunnel = self._tunnels.get(nextlayer.context.client.id)
+        if tunnel is None or tunnel.checked:
+            return
+        data = nextlayer.data_client()
+        if not data:
+            return
+        try:
+            if starts_like_tls_record(data):
+                try:
+                    hello = parse_client_hello(data)
+                except ValueError:
+                    hello = None
+                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, None, malformed=True)
+                else:
+                    if hello is None:
+                        return  # ClientHello spans more reads: tls_clienthello checks it
+                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, hello.sni)
+                if not sni_ok:
+                    self._deny_tunnel(nextlayer.context.client, tunnel)
+            tunnel.checked = True
+            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+        except Exception:  # noqa: BLE001 - fail closed
+            logger.exception("azml-egress: error while checking a tunnel; closing it")
+            self._deny_tunnel(nextlayer.context.client, tunnel)
+            tunnel.checked = True
+            nextlayer.layer = layers.TCPLayer(nextlayer.context)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        # Never intercept: tunnelled TLS passes through untouched, so clients
-        # need no extra CA.
+        # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.
         data.ignore_connection = True
+        tunnel = self._tunnels.get(data.context.client.id)
+        if tunnel is not None and not tunnel.checked:
+            tunnel.checked = True
+            if not self._check_sni(data.context.client, tunnel, data.client_hello.sni):
+                self._deny_tunnel(data.context.client, tunnel)
+
+    def _deny_tunnel(self, client, tunnel: Tunnel) -> None:
+        tunnel.denied = True
+        self._allowed.pop(client.id, None)
+
+    def _check_sni(self, client, tunnel: Tunnel, sni: str | None, malformed: bool = False) -> bool:
+        """Whether the tunnel may go on; logs a deny decision when it may not."""
+        if self.policy is not None and tunnel.event.decision.allowed:
+            decision = tunnel.event.decision
+            if sni is None:
+                if self.policy.options.get("sni_missing") == "allow" and not malformed:
+                    return True
+                detail = "the ClientHello is malformed" if malformed else "SNI TLS extension was missing"
+                denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISSING, detail=detail)
+            else:
+                try:
+                    same = normalise_host(sni) == normalise_host(tunnel.host) or normalise_host(tunnel.host).ip is not None
+                except InvalidHost:
+                    same = False
+                if same:
+                    return True
+                denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISMATCH,
+                                 detail=f"TLS SNI {printable(sni)!r} does not name the CONNECT host {tunnel.host}")
+            event = self._event(denied, client, "CONNECT", sni=sni)
+            self.notify("on_decision", event)
+            return not event.enforced
+        return True
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        tunnel = self._tunnels.get(flow.client_conn.id)
+        if tunnel is not None and not tunnel.denied:
+            flow.metadata[METADATA_KEY] = tunnel.event
+            self.notify("on_tunnel_open", tunnel.event)
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        message = flow.messages[-1]
+        event = flow.metadata.get(METADATA_KEY)
+        if event is not None:
+            size = len(message.content)
+            self.notify("on_tunnel_bytes", event, size if message.from_client else 0,
+                        0 if message.from_client else size)
+        flow.messages.clear()  # relay only: never keep tunnel contents in memory
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        event = flow.metadata.pop(METADATA_KEY, None)
+        if event is not None:
+            self.notify("on_tunnel_close", event)
+
+    tcp_error = tcp_end
+
+    # -- upstream connections ---------------------------------------------------
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Backstop: refuse any upstream connection without an allow decision."""
         try:
             address = data.server.address
-            allowed = self._allowed.get(data.client.id, set())
-            if address is not None and tuple(address) in allowed:
+            if address is not None and tuple(address) in self._allowed.get(data.client.id, set()):
                 return
-            decision = Decision(
-                Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
-                address[1] if address else 0, detail="server connection without an allow decision",
-            )
+            tunnel = self._tunnels.get(data.client.id)
+            if tunnel is not None and tunnel.denied and (tunnel.host, tunnel.port) == tuple(address or ()):
+                data.server.error = "azml-egress: tunnel denied"  # the deny was logged by the SNI check
+                return
+            decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
+                                address[1] if address else 0, detail="server connection without an allow decision")
             event = self._event(decision, data.client, "CONNECT")
-            self.emit(event)
+            self.notify("on_decision", event)
             if event.enforced:
                 data.server.error = "azml-egress: no allow decision for this server connection"
         except Exception:  # noqa: BLE001 - fail closed
             logger.exception("azml-egress: error in server_connect; refusing the connection")
             data.server.error = "azml-egress: internal error"
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        message = str(data.server.error or "")
+        if message.startswith("azml-egress:"):
+            return
+        tunnel = self._tunnels.get(data.client.id)
+        self.notify("on_upstream_error", tunnel.event if tunnel else None, classify_upstream_error(message), message)
 
     def client_disconnected(self, client) -> None:
         self._allowed.pop(client.id, None)

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import IO, Any
 
 from .decision import Decision
+from .observers import Observer
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=True, separators=(", ", ": "), default=str)
 
 
-class DecisionLog:
+class DecisionLog(Observer):
     """Writes decision records to ``stdout`` (when ``to_stdout``) and to
     ``path`` (appended, line-buffered). Thread-safe; write errors are logged
     once and never break a decision."""
@@ -107,7 +108,7 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._failed = False
 
-    def __call__(self, event: DecisionEvent) -> None:
+    def on_decision(self, event: DecisionEvent) -> None:
         line = dumps(record(event)) + "\n"
         with self._lock:
             for out in (self._stream, self._file):

@@ -72,6 +72,7 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 azml_decision_log=settings.decision_log,
                 azml_log_stdout=settings.log_stdout,
                 azml_mode=policy.mode,
+                connection_strategy="lazy",
             )
             if settings.set_options:
                 opts.set(*settings.set_options)
