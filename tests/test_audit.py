@@ -41,4 +41,5 @@ def test_write_errors_do_not_raise(caplog):
     log = DecisionLog(stream=Broken())
     log.on_decision(event())
     log.on_decision(event())
+    log.close()
     assert sum("disk full" in r.message for r in caplog.records) == 1
