@@ -50,7 +50,7 @@ WORKLOADS = ("tunnels", "latency", "bulk", "denied", "http", "fresh")
 APPLIES = {
     "denied": {"mitmdump-deny", "azml-egress", "azml-egress-mitmdump", "squid"},
     "fresh": {"mitmdump", "azml-egress", "squid"},
-    "tunnels": {"direct", "mitmdump", "azml-egress", "azml-egress-x2", "azml-egress-mitmdump", "squid"},
+    "tunnels": {"direct", "mitmdump", "azml-egress", "azml-egress-x2", "azml-egress-mitmdump", "core-floor", "squid"},
 }
 """Workloads that only some targets run (the rest run everywhere but mitmdump-deny)."""
 
@@ -70,7 +70,7 @@ class Results:
 def applies(workload: str, target: str) -> bool:
     if workload in APPLIES:
         return target in APPLIES[workload]
-    return target not in ("mitmdump-deny", "azml-egress-x2")
+    return target not in ("mitmdump-deny", "azml-egress-x2", "core-floor")
 
 
 def _pki(workdir: Path) -> tuple[str, str, str]:
@@ -93,18 +93,25 @@ class Bench:
         self.scale, self.workdir, self.log = scale, workdir, log
         self.results = Results()
         self.names = names
+        self.decisions: dict[str, int] = {}
+        """Decisions asked of each long-running azml-egress target (for the line count check)."""
+        self.fresh_count = 0
 
     async def _measure(self, target: Target, job, count: int, metric: str) -> None:
         """Run ``job()`` (a :class:`workloads.Counts` coroutine) and record rate and CPU per item."""
         cpu0, t0 = target.cpu(), time.perf_counter()
         counts = await job()
         elapsed, cpu = time.perf_counter() - t0, target.cpu() - cpu0
+        self._asked(target, counts.ok)
         if counts.failed:
             self.results.failures[f"{metric}/{target.name}"] = self.results.failures.get(f"{metric}/{target.name}", 0) + counts.failed
             self.log(f"  {target.name} {metric}: {counts.failed} of {count} failed ({counts.last_error})")
         self.results.add(f"{metric}_per_s", target.name, counts.ok / elapsed)
         if target.processes:
             self.results.add(f"{metric}_cpu_ms", target.name, 1000 * cpu / max(counts.ok, 1))
+
+    def _asked(self, target: Target, n: int) -> None:
+        self.decisions[target.name] = self.decisions.get(target.name, 0) + n
 
     async def workload(self, name: str, target: Target) -> None:
         s, ctx, tls, http = self.scale, self.context, self.tls_port, self.http_port
@@ -126,10 +133,12 @@ class Bench:
                                     s.tunnels, "tunnel")
         elif name == "latency":
             times = sorted(await w.latencies(proxy, tls, ctx, s.latency))
+            self._asked(target, len(times))
             self.results.add("latency_p50_ms", target.name, 1000 * statistics.median(times))
             self.results.add("latency_p99_ms", target.name, 1000 * times[min(len(times) - 1, int(0.99 * len(times)))])
         elif name == "bulk":
             seconds = await w.bulk(proxy, tls, ctx, s.bulk_mib << 20)
+            self._asked(target, 1)
             self.results.add("bulk_MB_per_s", target.name, (s.bulk_mib << 20) / seconds / 1e6)
         elif name == "denied":
             await self._measure(target, lambda: w.denied(proxy, s.denied, s.concurrency), s.denied, "denied")
@@ -140,7 +149,9 @@ class Bench:
 
     async def fresh(self, long_running: Target) -> None:
         """Start a new process: time to first tunnel, then RSS per idle tunnel."""
-        target = make_targets([long_running.name], self.workdir, self.tls_port, self.http_port)[0]
+        self.fresh_count += 1
+        target = make_targets([long_running.name], self.workdir, self.tls_port, self.http_port,
+                              suffix=f"-fresh{self.fresh_count}")[0]
         started = target.start()
         try:
             done = await w.first_tunnel(target.proxies[0], self.tls_port, self.context, started + 30)
@@ -173,6 +184,7 @@ class Bench:
                     for proxy in t.proxies or [None]:
                         await w.tunnels(proxy, self.tls_port, self.context, 20, 5)
             lines0 = {t.name: t.decision_lines() for t in targets if hasattr(t, "decision_lines")}
+            self.decisions = {}
             for rep in range(self.scale.reps):
                 self.log(f"repetition {rep + 1}/{self.scale.reps}")
                 for workload in WORKLOADS:
@@ -183,7 +195,12 @@ class Bench:
             await asyncio.sleep(0.5)
             for t in targets:
                 if hasattr(t, "decision_lines"):
-                    self.results.notes.append(f"{t.name}: {t.decision_lines() - lines0[t.name]} decision lines written")
+                    written = t.decision_lines() - lines0[t.name]
+                    asked = self.decisions.get(t.name, 0)
+                    failed = sum(n for k, n in self.results.failures.items() if k.endswith("/" + t.name))
+                    self.results.notes.append(f"{t.name}: {written} decision lines for {asked} completed requests"
+                                              + (f" and {failed} failed ones" if failed else "")
+                                              + (" (exactly one per decision)" if written == asked and not failed else ""))
         finally:
             for t in targets:
                 t.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 
 SUBJECT = "azml-egress"
-COLUMNS = ["direct", "mitmdump", "azml-egress", "azml-egress-mitmdump", "squid"]
+COLUMNS = ["direct", "mitmdump", "azml-egress", "azml-egress-mitmdump", "core-floor", "squid"]
 METRICS = [
     ("tunnel_per_s", "tunnels/s (CONNECT+TLS+GET, concurrent)", "higher"),
     ("tunnel_cpu_ms", "proxy CPU ms per tunnel", "lower"),
@@ -101,10 +101,15 @@ def targets(data: dict) -> list[str]:
     check("RSS per idle tunnel <= 1.2x mitmdump",
           ratios(med("rss_per_idle_tunnel_KiB", SUBJECT), med("rss_per_idle_tunnel_KiB", "mitmdump")), 1.2, False)
     check("start to first tunnel <= 1.5 s", med("start_to_first_tunnel_s", SUBJECT), 1.5, False)
-    x2 = ratios(med("tunnel_per_s", "azml-egress-x2"), med("tunnel_per_s", SUBJECT))
-    if x2:
-        out.append(f"| (info) tunnels/s, 2 processes / 1 process | {statistics.median(x2):.2f} "
-                   f"[{min(x2):.2f}-{max(x2):.2f}] | - |")
+    def info(label: str, r: list[float]) -> None:
+        if r:
+            out.append(f"| (info) {label} | {statistics.median(r):.2f} [{min(r):.2f}-{max(r):.2f}] | - |")
+
+    info("CPU per tunnel, mitmproxy core floor / mitmdump",
+         ratios(med("tunnel_cpu_ms", "core-floor"), med("tunnel_cpu_ms", "mitmdump")))
+    info("tunnels/s, 2 azml-egress processes / 1", ratios(med("tunnel_per_s", "azml-egress-x2"), med("tunnel_per_s", SUBJECT)))
+    info("CPU per tunnel, 2 azml-egress processes / 1",
+         ratios(med("tunnel_cpu_ms", "azml-egress-x2"), med("tunnel_cpu_ms", SUBJECT)))
     rows = {r["rules"]: r for r in data.get("inprocess", [])}
     if rows:
         small, large = rows[min(rows)], rows[max(rows)]

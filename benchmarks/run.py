@@ -31,7 +31,7 @@ import inprocess  # noqa: E402
 import loopback  # noqa: E402
 import report  # noqa: E402
 
-DEFAULT_TARGETS = ["direct", "mitmdump", "mitmdump-deny", "azml-egress", "azml-egress-x2", "squid"]
+DEFAULT_TARGETS = ["direct", "mitmdump", "mitmdump-deny", "azml-egress", "azml-egress-x2", "core-floor", "squid"]
 
 
 def _version(cmd: list[str]) -> str:

@@ -8,8 +8,15 @@
 * ``azml-egress``: ``azml-egress run`` with a policy allowing 127.0.0.0/8 on
   the upstream's ports (decision lines on stdout, to a file);
 * ``azml-egress-mitmdump``: the addon in a plain ``mitmdump -s`` (optional);
+* ``azml-egress-x2``: two ``azml-egress run`` processes, the load split
+  between them (two replicas behind a load balancer);
+* ``core-floor``: mitmproxy's proxy core with only pass-through
+  (``core_floor.py``): the least any mitmproxy-based proxy pays per tunnel;
 * ``squid``: Debian's squid, one process (``-N``), no cache, no access log,
   CONNECT allowed to 127.0.0.1 only.
+
+Each target keeps its files (stdout, stderr, configuration) in its own
+directory under the run's work directory.
 
 CPU is utime+stime from ``/proc/<pid>/stat`` summed over the process and its
 descendants; RSS is ``VmRSS`` from ``/proc/<pid>/status``, summed likewise.
@@ -145,6 +152,14 @@ class Target:
     ports: list[int] = field(default_factory=list)
     replicas: int = 1
 
+    dir_name: str = ""
+
+    @property
+    def dir(self) -> Path:
+        path = self.workdir / (self.dir_name or self.name)
+        path.mkdir(exist_ok=True)
+        return path
+
     @property
     def proxies(self) -> list[tuple[str, int]] | None:
         return [("127.0.0.1", p) for p in self.ports] if self.ports else None
@@ -161,10 +176,10 @@ class Target:
         started = time.monotonic()
         for i in range(self.replicas):
             port = free_port()
-            out = open(self.workdir / f"{self.name}-{port}.out", "w")
-            err = open(self.workdir / f"{self.name}-{port}.err", "w")
+            out = open(self.dir / f"{port}.out", "w")
+            err = open(self.dir / f"{port}.err", "w")
             self.processes.append(subprocess.Popen(self.command(port), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                                   cwd=self.workdir, env=dict(os.environ, PYTHONPATH=str(ROOT))))
+                                                   cwd=self.dir, env=dict(os.environ, PYTHONPATH=str(ROOT))))
             self.ports.append(port)
             out.close()
             err.close()
@@ -185,7 +200,7 @@ class Target:
                     time.sleep(0.01)
 
     def stderr(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"{self.name}-*.err")))
+        return "".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("*.err")))
 
     def pids(self) -> list[int]:
         return [pid for p in self.processes for pid in process_tree(p.pid)]
@@ -222,24 +237,25 @@ class Mitmdump(Target):
 
     def prepare(self) -> None:
         if self.name == "mitmdump-deny":
-            self.script = str(self.workdir / "deny_connect.py")
+            self.script = str(self.dir / "deny_connect.py")
             Path(self.script).write_text(DENY_SCRIPT)
 
     def command(self, port: int) -> list[str]:
-        cmd = MITMDUMP + (["-q"] if not os.environ.get("NOQ") else []) + ["--listen-host", "127.0.0.1", "--listen-port", str(port), "--ignore-hosts", ".*"]
+        cmd = MITMDUMP + ["-q", "--listen-host", "127.0.0.1", "--listen-port", str(port), "--ignore-hosts", ".*"]
         return cmd + (["-s", self.script] if self.script else [])
 
 
 class AzmlEgress(Target):
     def prepare(self) -> None:
-        self.policy = self.workdir / "bench-policy.yaml"
+        self.policy = self.dir / "bench-policy.yaml"
         self.policy.write_text(POLICY.format(tls=self.tls_port, http=self.http_port))
 
     def command(self, port: int) -> list[str]:
         return AZML_EGRESS + ["run", "--config", str(self.policy), "--listen-port", str(port)]
 
     def decision_lines(self) -> int:
-        return sum(p.read_bytes().count(b"\n") for p in self.workdir.glob(f"{self.name}-*.out"))
+        """Decision lines written to stdout so far by this target's processes."""
+        return sum(p.read_bytes().count(b"\n") for p in self.dir.glob("*.out"))
 
 
 class AzmlEgressMitmdump(AzmlEgress):
@@ -249,22 +265,32 @@ class AzmlEgressMitmdump(AzmlEgress):
                            "--set", f"azml_policy={self.policy}", "--set", "azml_log_stdout=true"]
 
 
+class CoreFloor(Target):
+    def command(self, port: int) -> list[str]:
+        return [sys.executable, str(HERE / "core_floor.py"), str(port)]
+
+
 class Squid(Target):
     def prepare(self) -> None:
-        self.workdir.chmod(0o777)  # squid drops privileges to its own user
+        self.workdir.chmod(0o755)
+        self.dir.chmod(0o777)  # squid drops privileges to its own user
 
     def command(self, port: int) -> list[str]:
-        conf = self.workdir / f"squid-{port}.conf"
-        conf.write_text(SQUID_CONF.format(port=port, dir=self.workdir, tls=self.tls_port, http=self.http_port))
+        conf = self.dir / f"squid-{port}.conf"
+        conf.write_text(SQUID_CONF.format(port=port, dir=self.dir, tls=self.tls_port, http=self.http_port))
         return [shutil.which("squid") or "squid", "-N", "-f", str(conf)]
 
 
-def make_targets(names: list[str], workdir: Path, tls_port: int, http_port: int) -> list[Target]:
+def make_targets(names: list[str], workdir: Path, tls_port: int, http_port: int, suffix: str = "") -> list[Target]:
+    """Targets by name; ``suffix`` names a separate directory (fresh processes)."""
     kinds = {"direct": Direct, "mitmdump": Mitmdump, "mitmdump-deny": Mitmdump, "azml-egress": AzmlEgress,
-             "azml-egress-x2": AzmlEgress, "azml-egress-mitmdump": AzmlEgressMitmdump, "squid": Squid}
+             "azml-egress-x2": AzmlEgress, "azml-egress-mitmdump": AzmlEgressMitmdump, "core-floor": CoreFloor,
+             "squid": Squid}
     out = []
     for name in names:
         target = kinds[name](name, workdir, tls_port, http_port)
+        if suffix:
+            target.dir_name = name + suffix
         if name.endswith("-x2"):
             target.replicas = 2
         out.append(target)

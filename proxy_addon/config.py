@@ -74,7 +74,7 @@ class Source:
         return Problem(self.file, path, self.line(path), message)
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, src: Source, problems: list[Problem]) -> Any:
+def _build(loader: Any, node: yaml.Node, path: KeyPath, src: Source, problems: list[Problem]) -> Any:
     src.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -96,11 +96,16 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, src: Source,
     return loader.construct_object(node, deep=True)
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML has it: the same nodes and line marks as
+the pure-Python one, about eight times faster on large policies."""
+
+
 def parse_yaml(text: str, file: str) -> Source:
     """Parse YAML text into a :class:`Source`; raises :class:`ConfigError`."""
     src = Source(file=file, data=None, text=text)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _SafeLoader(text)
         try:
             node = loader.get_single_node()
             problems: list[Problem] = []
