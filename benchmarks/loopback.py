@@ -206,4 +206,5 @@ class Bench:
                 t.stop()
             upstream.stdin.close()
             upstream.wait(10)
+            upstream.stdout.close()
         return self.results

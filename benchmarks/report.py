@@ -92,7 +92,7 @@ def targets(data: dict) -> list[str]:
             return
         m = statistics.median(r)
         ok = m >= limit if higher else m <= limit
-        out.append(f"| {label} | {m:.2f} [{min(r):.2f}-{max(r):.2f}] | {'PASS' if ok else 'MISS'} |")
+        out.append(f"| {label} | {m:.3f} [{min(r):.2f}-{max(r):.2f}] | {'PASS' if ok else 'MISS'} |")
 
     check("CPU per allowed tunnel <= 0.6x mitmdump", ratios(med("tunnel_cpu_ms", SUBJECT), med("tunnel_cpu_ms", "mitmdump")), 0.6, False)
     check("CPU per denied CONNECT <= 0.4x mitmdump's per tunnel",
