@@ -34,14 +34,14 @@ from targets import HERE, Target, make_targets
 
 @dataclass
 class Scale:
-    tunnels: int = 1500
+    tunnels: int = 2000
     concurrency: int = 50
     latency: int = 200
     bulk_mib: int = 256
-    denied: int = 1500
-    http: int = 1500
+    denied: int = 2000
+    http: int = 2000
     idle: int = 1000
-    reps: int = 5
+    reps: int = 7
 
 
 QUICK = Scale(tunnels=40, concurrency=10, latency=5, bulk_mib=2, denied=40, http=40, idle=20, reps=1)
@@ -50,9 +50,12 @@ WORKLOADS = ("tunnels", "latency", "bulk", "denied", "http", "fresh")
 APPLIES = {
     "denied": {"mitmdump-deny", "azml-egress", "azml-egress-mitmdump", "squid"},
     "fresh": {"mitmdump", "azml-egress", "squid"},
+    "latency": {"direct", "mitmdump", "azml-egress", "squid"},
+    "bulk": {"direct", "mitmdump", "azml-egress", "squid"},
     "tunnels": {"direct", "mitmdump", "azml-egress", "azml-egress-x2", "azml-egress-mitmdump", "core-floor", "squid"},
+    "http": {"direct", "mitmdump", "azml-egress", "azml-egress-mitmdump", "squid"},
 }
-"""Workloads that only some targets run (the rest run everywhere but mitmdump-deny)."""
+"""Which targets run which workload."""
 
 
 @dataclass
@@ -68,9 +71,7 @@ class Results:
 
 
 def applies(workload: str, target: str) -> bool:
-    if workload in APPLIES:
-        return target in APPLIES[workload]
-    return target not in ("mitmdump-deny", "azml-egress-x2", "core-floor")
+    return target in APPLIES[workload]
 
 
 def _pki(workdir: Path) -> tuple[str, str, str]:

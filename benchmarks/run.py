@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run every azml-egress benchmark and print the table (see benchmarks/README.md).
 
-    python3 benchmarks/run.py                 # full run, about 6-8 minutes on 2 cores
+    python3 benchmarks/run.py                 # full run, about 5 minutes on 2 cores
     python3 benchmarks/run.py --quick         # a few seconds: proves the scripts work
     python3 benchmarks/run.py --json out.json # also write every per-repetition value
 
@@ -31,7 +31,8 @@ import inprocess  # noqa: E402
 import loopback  # noqa: E402
 import report  # noqa: E402
 
-DEFAULT_TARGETS = ["direct", "mitmdump", "mitmdump-deny", "azml-egress", "azml-egress-x2", "core-floor", "squid"]
+DEFAULT_TARGETS = ["direct", "mitmdump", "mitmdump-deny", "azml-egress", "azml-egress-mitmdump", "azml-egress-x2",
+                   "core-floor", "squid"]
 
 
 def _version(cmd: list[str]) -> str:
@@ -70,10 +71,9 @@ def install_squid() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, one repetition (a smoke run)")
-    parser.add_argument("--reps", type=int, help="repetitions of the loopback set (default 5)")
+    parser.add_argument("--reps", type=int, help="repetitions of the loopback set (default 7)")
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                        help=f"comma-separated targets (default {','.join(DEFAULT_TARGETS)}; "
-                             "also: azml-egress-mitmdump)")
+                        help=f"comma-separated targets (default {','.join(DEFAULT_TARGETS)})")
     parser.add_argument("--only", choices=("inprocess", "loopback"), help="run one part only")
     parser.add_argument("--install-squid", action="store_true", help="apt-get install squid first if missing")
     parser.add_argument("--json", metavar="FILE", help="write all values and the machine description to FILE")

@@ -247,7 +247,10 @@ class Mitmdump(Target):
 
 class AzmlEgress(Target):
     def prepare(self) -> None:
-        self.policy = self.dir / "bench-policy.yaml"
+        # the policy in a directory of its own, as in a deployment (a mounted ConfigMap):
+        # the reload watch looks at that directory, not at the decision log next to it
+        (self.dir / "policy").mkdir(exist_ok=True)
+        self.policy = self.dir / "policy" / "bench-policy.yaml"
         self.policy.write_text(POLICY.format(tls=self.tls_port, http=self.http_port))
 
     def command(self, port: int) -> list[str]:
