@@ -135,9 +135,11 @@ def render(data: dict) -> str:
     if data.get("loopback"):
         lb = data["loopback"]
         s = lb["scale"]
-        lines += [f"loopback: median [min-max] of {s['reps']} repetitions; {s['tunnels']} tunnels and "
+        reps = max((len(v) for row in lb["values"].values() for v in row.values()), default=0)
+        lines += [f"loopback: median [min-max] of {reps} repetitions; {s['tunnels']} tunnels and "
                   f"{s['denied']} denied CONNECTs with {s['concurrency']} concurrent clients, {s['latency']} sequential "
-                  f"tunnels, {s['bulk_mib']} MiB bulk, {s['http']} plain-HTTP requests, {s['idle']} idle tunnels", ""]
+                  f"tunnels, {s['bulk_mib']} MiB bulk (best of {s.get('bulk_tries', 1)}), {s['http']} plain-HTTP "
+                  f"requests, {s['idle']} idle tunnels", ""]
         lines += loopback_table(lb["values"]) + [""]
         for name, n in lb["failures"].items():
             lines.append(f"failures: {name}: {n}")

@@ -71,7 +71,9 @@ def install_squid() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, one repetition (a smoke run)")
-    parser.add_argument("--reps", type=int, help="repetitions of the loopback set (default 7)")
+    parser.add_argument("--reps", type=int, help="repetitions of the loopback set (default 5)")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="start no loopback repetition that would end later than this (default 420)")
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                         help=f"comma-separated targets (default {','.join(DEFAULT_TARGETS)})")
     parser.add_argument("--only", choices=("inprocess", "loopback"), help="run one part only")
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         scale = loopback.QUICK if args.quick else loopback.Scale()
         if args.reps:
             scale.reps = args.reps
+        if args.budget:
+            scale.budget_s = args.budget
         print(f"loopback: {', '.join(names)}; {scale}", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="azml-egress-bench-") as tmp:
             bench = loopback.Bench(names, scale, Path(tmp), log=lambda m: print(m, file=sys.stderr))
