@@ -105,6 +105,8 @@ def targets(data: dict) -> list[str]:
         if r:
             out.append(f"| (info) {label} | {statistics.median(r):.2f} [{min(r):.2f}-{max(r):.2f}] | - |")
 
+    info("CPU per tunnel, azml-egress run / the same addon in mitmdump -s",
+         ratios(med("tunnel_cpu_ms", SUBJECT), med("tunnel_cpu_ms", "azml-egress-mitmdump")))
     info("CPU per tunnel, mitmproxy core floor / mitmdump",
          ratios(med("tunnel_cpu_ms", "core-floor"), med("tunnel_cpu_ms", "mitmdump")))
     info("tunnels/s, 2 azml-egress processes / 1", ratios(med("tunnel_per_s", "azml-egress-x2"), med("tunnel_per_s", SUBJECT)))
