@@ -73,7 +73,7 @@ class HookDispatch(addonmanager.AddonManager):
     """mitmproxy's addon manager with a table from hook name to the addons implementing it.
 
     mitmproxy walks every addon (and its sub-addons) for every event, each
-    inside a context manager; a tunnel fires about a dozen events, so the walk
+    inside a context manager; a tunnel fires 10 events, so the walk
     costs more than the handlers. Here each hook name maps to the bound
     handlers of the addons that have it, in chain order, built on first use and
     dropped whenever the chain changes (``add``, ``register``, ``remove``,

@@ -7,6 +7,7 @@ import gc
 import logging
 import ssl
 import urllib.request
+import weakref
 
 import pytest
 from mitmproxy import connection, exceptions, hooks, master, options
@@ -203,6 +204,21 @@ def test_freeze_startup_objects_hides_them_from_the_collector():
         assert gc.get_freeze_count() > 1000
     finally:
         gc.unfreeze()
+
+
+def test_a_replaced_policy_is_freed_without_the_cycle_collector():
+    """The start-up policy is frozen out of the collector's view; a reload must
+    still free it, so the policy may hold no reference cycles."""
+    gc.disable()
+    try:
+        policy = load_policy()
+        for host in ("pypi.org", "evil.example", "files.pythonhosted.org"):
+            policy.decide(host, 443)
+        ref = weakref.ref(policy)
+        del policy
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 def _fetch_through(proxy, pki):
