@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import signal
+import socket
 import ssl
 import urllib.request
 import weakref
@@ -241,3 +244,16 @@ def test_per_connection_log_lines_only_at_debug(proxy_factory, pki, args, connec
     stderr = proxy.stderr()
     assert ("client connect" in stderr) is connection_lines
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_writes_every_queued_decision_line(proxy_factory, sig):
+    proxy = proxy_factory()
+    for i in range(30):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(f"CONNECT denied-{i}.example:443 HTTP/1.1\r\nHost: denied-{i}.example:443\r\n\r\n".encode())
+            assert s.recv(64).startswith(b"HTTP/1.1 403")
+    assert proxy.stop(sig) == 0  # at once: lines may still be queued
+    for text in (proxy.decision_log.read_text(), proxy.stdout()):
+        hosts = [json.loads(line)["host"] for line in text.splitlines()]
+        assert hosts == [f"denied-{i}.example" for i in range(30)]
