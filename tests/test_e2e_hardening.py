@@ -34,7 +34,7 @@ def raw_exchange(proxy, data: bytes, timeout: float = 5.0) -> bytes:
                 chunks.append(chunk)
                 if b"\r\n\r\n" in b"".join(chunks):
                     break
-        except socket.timeout:
+        except (socket.timeout, ConnectionResetError):
             pass
         return b"".join(chunks)
 
