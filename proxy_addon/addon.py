@@ -343,10 +343,10 @@ class EgressPolicy:
         if tunnel is None or tunnel.checked:
             return
         data = nextlayer.data_client()
-        if not data:
-            return
+        if not data or not starts_like_tls_record(data):
+            return  # plain HTTP (Host header checked) or raw TCP: mitmproxy's layer choice
         try:
-            if starts_like_tls_record(data):
+            if True:
                 try:
                     hello = parse_client_hello(data)
                 except ValueError:
