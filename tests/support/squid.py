@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,22 +95,31 @@ class Squid:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start(directory: Path, snippet_text: str, timeout: float = 20.0) -> Squid:
-    """Start ``squid -N`` with the snippet; raises RuntimeError if it does not listen."""
+def start(snippet_text: str, timeout: float = 20.0) -> Squid:
+    """Start ``squid -N`` with the snippet; raises RuntimeError if it does not listen.
+
+    Its files live in a fresh directory under the system temp dir, which the
+    unprivileged user squid switches to can reach (pytest's tmp_path is private).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="azml-egress-squid-"))
     conf, port = write_config(directory, snippet_text)
-    log = open(directory / "squid.out", "w")
-    process = subprocess.Popen([squid_binary(), "-N", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
+    with open(directory / "squid.out", "w") as log:
+        process = subprocess.Popen([squid_binary(), "-N", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"squid exited with {process.returncode}: {(directory / 'squid.out').read_text()}")
+            output = (directory / "squid.out").read_text()[-2000:]
+            shutil.rmtree(directory, ignore_errors=True)
+            raise RuntimeError(f"squid exited with {process.returncode}: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return Squid(process, port, directory)
         except OSError:
             time.sleep(0.1)
     process.kill()
+    process.wait()
     raise RuntimeError(f"squid did not listen on {port}")
