@@ -37,9 +37,9 @@ def _probe(pattern_text: str) -> str | None:
 class FeatureFinder:
     """Attributes imported FQDN patterns to catalog features.
 
-    A hint - the collection name or ``Azure ML feature ID`` in the rule
-    description, as ``azml-egress export`` writes them - wins when that
-    feature's hosts cover the pattern; otherwise
+    An explicit ``Azure ML feature ID`` at the start of the rule description
+    (as ``azml-egress export`` writes it) wins; then a hint - the collection
+    name - when that feature's hosts cover the pattern; otherwise
     :class:`~proxy_addon.catalog.Attributor` over every catalog, the active one first.
     """
 
@@ -61,7 +61,14 @@ class FeatureFinder:
                 return False
         return self._by_feature[feature_id].attribute(host) is not None
 
-    def feature(self, pattern_text: str, hints: Iterable[str]) -> str | None:
+    def known(self, feature_id: str) -> bool:
+        return any(c.feature(feature_id) for c in self.catalogs)
+
+    def feature(self, pattern_text: str, hints: Iterable[str], explicit: str | None = None) -> str | None:
+        """The feature of ``pattern_text``: ``explicit`` if it is a known
+        feature id, else a covering hint, else the catalogs' attribution."""
+        if explicit and self.known(explicit):
+            return explicit
         host = _probe(pattern_text)
         if host is None:
             return None
@@ -72,13 +79,12 @@ class FeatureFinder:
         return attribution.feature.id if attribution else None
 
 
-def _hints(rule: ImportedRule, collection: str) -> list[str]:
-    hints = []
+def _marker(rule: ImportedRule) -> str | None:
+    """The feature id in a description ``Azure ML feature ID ...`` (as exported)."""
     words = rule.description.replace(";", " ").replace("(", " ").split()
-    for i, word in enumerate(words[:-1]):
-        if word == "feature" and i and words[i - 1] == "ML":
-            hints.append(words[i + 1])
-    return hints + [collection]
+    if words[:3] == ["Azure", "ML", "feature"] and len(words) > 3:
+        return words[3]
+    return None
 
 
 def policy_data(imported: Imported, catalog: Catalog, name: str,
@@ -117,7 +123,8 @@ def policy_data(imported: Imported, catalog: Catalog, name: str,
                 out["protocols"] = rule.protocols
                 if rule.source_addresses:
                     out["source_addresses"] = rule.source_addresses
-                found = {f: finder.feature(f, _hints(rule, collection.name)) for f in rule.target_fqdns}
+                marker = _marker(rule)
+                found = {f: finder.feature(f, [collection.name], marker) for f in rule.target_fqdns}
                 distinct = {v for v in found.values() if v}
                 if len(distinct) == 1 and all(found.values()):
                     out["feature"] = distinct.pop()
