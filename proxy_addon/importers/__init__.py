@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .azure_firewall import Imported, json_path, load_firewall_json, read_firewall_json
+from .azure_firewall import Imported, load_firewall_json, read_firewall_json
+from .values import json_path
 from .to_policy import policy_yaml
 
 

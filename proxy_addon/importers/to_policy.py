@@ -18,7 +18,8 @@ import yaml
 from ..catalog import Attributor, Catalog, builtin_catalogs, find_catalog
 from ..patterns import Kind, PatternError, parse_pattern
 from ..policy_loader import CLOUD_CATALOGS, policy_from_text
-from .azure_firewall import Imported, ImportedRule, json_path
+from .azure_firewall import Imported, ImportedRule
+from .values import json_path
 
 PROBE_LABEL = "azml-egress-probe"
 
