@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from proxy_addon.catalog import find_catalog
+from proxy_addon.config import ConfigError
 from proxy_addon.exporters import export
 from proxy_addon.importers import import_firewall, policy_yaml, read_firewall_json
 from proxy_addon.importers.to_policy import FeatureFinder
@@ -113,3 +114,27 @@ def test_duplicate_collection_names_across_groups_are_renamed():
     policy = policy_from_text(text)
     assert log_view(policy, "h1.example", 443, "https")[1].endswith("Rule Collection: same-2. Rule: r")
     assert any("renamed 'same-2'" in w for w in warnings)
+
+
+def test_the_features_group_name_is_free_when_no_feature_is_enabled():
+    group = ("rule_collection_groups:\n  - name: azureml-features\n    priority: 1000\n    rule_collections:\n"
+             "      - name: c\n        priority: 100\n        action: allow\n        rules:\n"
+             "          - name: r\n            target_fqdns: [pypi.org]\n")
+    policy = policy_from_text("version: 1\nfeatures: []\n" + group)
+    assert [g.name for g in policy.groups] == ["azureml-features"]
+    assert policy.decide("pypi.org", 443).rule_collection == "c"
+    with pytest.raises(ConfigError, match="rule collection group name 'azureml-features' is already used"):
+        policy_from_text("version: 1\nfeatures: [pip-index]\n" + group)
+
+
+def test_destination_addresses_survive_the_round_trip():
+    policy = policy_from_text("version: 1\nrule_collections:\n  - name: ips\n    priority: 100\n    action: allow\n"
+                              "    rules:\n      - name: range\n        destination_addresses: [203.0.113.0/24]\n"
+                              "        protocols: [https:443]\n", "ips.yaml")
+    imported, text, _ = round_trip(policy)
+    assert "203.0.113.0/24" in text
+    for host in ("203.0.113.10", "203.0.114.10"):
+        assert log_view(policy, host, 443, "https") == log_view(imported, host, 443, "https")
+    assert imported.decide("203.0.113.10", 443).allowed
+    assert "--destination-addresses 203.0.113.0/24" in export(policy, "az-cli")
+    assert "acl azml_dst_range dst 203.0.113.0/24" in export(policy, "squid")

@@ -38,8 +38,11 @@ def rule_args(rule: AppRule | NetRule) -> list[str]:
         args += ["--description", _q(rule.description)]
     args += ["--source-addresses", _list(list(rule.source_addresses) or ["*"])]
     if isinstance(rule, AppRule):
-        args += ["--protocols", _list([f"{p.capitalize()}={n}" for p, n in rule.protocols]),
-                 "--target-fqdns", _list(rule.target_fqdns)]
+        args += ["--protocols", _list([f"{p.capitalize()}={n}" for p, n in rule.protocols])]
+        if rule.target_fqdns:
+            args += ["--target-fqdns", _list(rule.target_fqdns)]
+        if rule.destination_addresses:
+            args += ["--destination-addresses", _list(rule.destination_addresses)]
     else:
         args += ["--destination-fqdns", _list(rule.destination_fqdns),
                  "--destination-ports", _list(rule.destination_ports)]
