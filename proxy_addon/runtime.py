@@ -18,6 +18,7 @@ from mitmproxy import exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
 
 from .addon import EgressPolicy
+from .guard import ConnectionGuard
 from .policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class RunSettings:
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
+    resolve: list[str] = field(default_factory=list)
+    """Static name resolution entries ``NAME=ADDRESS``."""
+    mode: str = ""
+    """Mode override (kept across policy reloads); empty: the policy's."""
 
 
 class EgressMaster(master.Master):
@@ -42,6 +47,7 @@ class EgressMaster(master.Master):
     def __init__(self, opts: options.Options, policy: Policy) -> None:
         super().__init__(opts, with_termlog=False)
         self.egress = EgressPolicy(policy)
+        self.guard = ConnectionGuard(self.egress)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
             core.Core(),
@@ -50,14 +56,28 @@ class EgressMaster(master.Master):
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
+            self.guard,
             self.egress,
             script.ScriptLoader(),
             errorcheck.ErrorCheck(),
         )
 
 
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit (two per tunnel)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
+
+
 def run(policy: Policy, settings: RunSettings) -> int:
     """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+    raise_open_file_limit()
 
     async def main() -> int:
         logging.getLogger().setLevel(logging.INFO)
@@ -71,15 +91,16 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 listen_port=settings.listen_port,
                 azml_decision_log=settings.decision_log,
                 azml_log_stdout=settings.log_stdout,
-                azml_mode=policy.mode,
+                azml_mode=settings.mode,
+                azml_resolve=settings.resolve,
                 connection_strategy="lazy",
             )
             if settings.set_options:
                 opts.set(*settings.set_options)
             if settings.scripts:
                 opts.update(scripts=settings.scripts)
-        except exceptions.OptionsError as e:
-            print(f"azml-egress run: {e}", file=sys.stderr)
+        except (exceptions.OptionsError, NotImplementedError, ValueError, KeyError) as e:
+            print(f"azml-egress run: bad option: {e}", file=sys.stderr)
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
