@@ -231,14 +231,15 @@ class _Builder:
                 rules.append(rule)
         return RuleCollection(data["name"], data["priority"], Action(data["action"]), tuple(rules))
 
-    def groups(self, data: dict[str, Any], feature_ids: set[str]) -> list[RuleCollectionGroup]:
+    def groups(self, data: dict[str, Any], feature_ids: set[str], reserve_features_group: bool = True) -> list[RuleCollectionGroup]:
         groups = []
         raw_groups = [(g, ("rule_collection_groups", i)) for i, g in enumerate(data.get("rule_collection_groups") or [])]
         if data.get("rule_collections"):
             name, priority = DEFAULT_GROUP
             raw_groups.append(({"name": name, "priority": priority, "rule_collections": data["rule_collections"]}, ()))
         collection_names: set[str] = set()
-        group_names: set[str] = {FEATURES_GROUP}
+        # an imported Azure Firewall policy may use the name itself when it enables no features
+        group_names: set[str] = {FEATURES_GROUP} if reserve_features_group else set()
         for group, path in raw_groups:
             if group["name"] in group_names:
                 self.fail(path + ("name",), f"rule collection group name {group['name']!r} is already used")
@@ -266,11 +267,12 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
     enabled = builder.features(data, catalog)
     all_features = {f.id: f for c in builtin_catalogs() for f in c.features}
     all_features.update({f.id: f for f in catalog.features})
-    groups = builder.groups(data, set(all_features))
+    groups = builder.groups(data, set(all_features), reserve_features_group=bool(enabled))
     if builder.problems:
         raise ConfigError(builder.problems)
-    groups.append(builder.feature_group(catalog, enabled, workspace,
-                                        data.get("features_priority", DEFAULT_FEATURES_PRIORITY)))
+    if enabled or all(g.name != FEATURES_GROUP for g in groups):
+        groups.append(builder.feature_group(catalog, enabled, workspace,
+                                            data.get("features_priority", DEFAULT_FEATURES_PRIORITY)))
     if mode is not None and mode not in MODES:
         raise ConfigError([Problem(src.file, ("mode",), None, f"mode {mode!r} is not one of {', '.join(MODES)}")])
     options = dict(data.get("options") or {})
