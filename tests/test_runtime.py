@@ -107,7 +107,7 @@ async def test_server_lifecycle(policy):
     with taddons.context(egress, exporter) as tctx:
         tctx.configure(exporter, azml_metrics_port=port)
         assert exporter.server is None  # not before running
-        egress.running()
+        egress.install(policy)  # what loading the policy does
         exporter.running()
         try:
             assert exporter.server is not None and exporter.server.port == port
