@@ -47,7 +47,13 @@ def wait_for(proxy, predicate, timeout=5.0) -> str:
     """Scrape until ``predicate(scrape)`` holds; returns the last scrape."""
     deadline = time.monotonic() + timeout
     while True:
-        text = proxy.scrape()
+        try:
+            text = proxy.scrape()
+        except OSError:  # the server restarts while a reloaded script comes back
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
         if predicate(text) or time.monotonic() > deadline:
             return text
         time.sleep(0.05)
@@ -217,3 +223,27 @@ def test_bad_metrics_flags_exit_2(flag, message):
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
 
+
+
+def test_reloading_the_script_registers_fresh_metrics(tmp_path, upstream, pki):
+    script = tmp_path / "azml_egress_script.py"
+    script.write_text((ROOT / "proxy_addon" / "mitm_script.py").read_text())
+    proxy = start_proxy(tmp_path, upstream, mitmdump=True, metrics=True, script=script)
+    try:
+        curl(proxy, "https://pypi.org/simple/", pki)
+        proxy.decisions(1)
+        assert value(wait_for(proxy, lambda t: value(t, "azml_egress_decisions_total") == 1),
+                     "azml_egress_decisions_total") == 1
+        script.write_text(script.read_text() + "\n# changed\n")
+        # mitmproxy re-executes the changed script: a new registry, counting from zero, same port
+        text = wait_for(proxy, lambda t: value(t, "azml_egress_decisions_total") == 0, timeout=10)
+        assert value(text, "azml_egress_decisions_total") == 0
+        assert value(text, "azml_egress_policy_reloads_total", result="success") == 1
+        curl(proxy, "https://evil.example/", pki)
+        proxy.decisions(2)
+        text = wait_for(proxy, lambda t: value(t, "azml_egress_decisions_total") == 1)
+        assert value(text, "azml_egress_decisions_total", action="deny", feature="unknown") == 1
+        assert proxy.get("/readyz") == (200, "ready\n")
+    finally:
+        proxy.stop()
+    assert "Duplicated timeseries" not in proxy.stderr() and "Traceback" not in proxy.stderr()

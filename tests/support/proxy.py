@@ -118,13 +118,15 @@ def wait_listening(port: int, process: subprocess.Popen, stderr_path: Path, time
 
 
 def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (), *, mitmdump: bool = False,
-                env: dict | None = None, route: bool = True, metrics: bool = False) -> ProxyProcess:
+                env: dict | None = None, route: bool = True, metrics: bool = False,
+                script: Path | None = None) -> ProxyProcess:
     """Start the proxy on a free port with a decision log in ``tmp_path``.
 
     With ``upstream``, every upstream connection goes to the local servers
     (see ``route_to_local.py``). With ``metrics``, the /metrics server listens
     on another free port (``ProxyProcess.metrics_port``); without, it is off
     (port 0), so parallel test runs never fight over the default port.
+    ``script`` replaces ``proxy_addon/mitm_script.py`` for ``mitmdump``.
     """
     port = free_port()
     metrics_port = free_port() if metrics else 0
@@ -138,7 +140,7 @@ def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (),
         run_env["AZML_TEST_HTTP_PORT"] = str(upstream.http_port)
         scripts = [str(ROUTER)]
     if mitmdump:
-        addon = Path(__file__).resolve().parents[2] / "proxy_addon" / "mitm_script.py"
+        addon = script or Path(__file__).resolve().parents[2] / "proxy_addon" / "mitm_script.py"
         cmd = mitmdump_command() + ["--listen-host", "127.0.0.1", "--listen-port", str(port),
                "-q", "-s", str(addon), "--set", f"azml_decision_log={log}", "--set", "azml_log_stdout=false",
                "--set", f"azml_metrics_port={metrics_port}"]
