@@ -187,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--listen-port", type=_port, default=3128, help="port to listen on (default 3128)")
     p.add_argument("--decision-log", metavar="FILE", help="also append decision lines to FILE")
-    p.add_argument("--metrics-host", default="127.0.0.1", type=_metrics_host,
+    p.add_argument("--metrics-host", default="127.0.0.1", type=_metrics_host, metavar="HOST",
                    help="address of the /metrics, /healthz, /readyz HTTP server (default 127.0.0.1)")
-    p.add_argument("--metrics-port", type=_port, default=9464,
+    p.add_argument("--metrics-port", type=_port, default=9464, metavar="PORT",
                    help="port of the /metrics, /healthz, /readyz HTTP server (default 9464; 0 disables it)")
     p.add_argument("-s", "--script", dest="scripts", action="append", metavar="FILE",
                    help="load a mitmproxy addon script as well (repeatable)")

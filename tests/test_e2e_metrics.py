@@ -167,6 +167,7 @@ def test_mitmdump_script_serves_metrics(proxy_factory, pki):
     assert value(text, "azml_egress_decisions_total", action="allow", feature="pip-index") == 1
     assert value(text, "azml_egress_decisions_total", action="deny", feature="unknown") == 1
     assert value(text, "azml_egress_policy_loaded") == 1
+    assert value(text, "azml_egress_tunnel_bytes_total", direction="downstream", feature="pip-index") > 0
     assert proxy.get("/readyz") == (200, "ready\n")
 
 
