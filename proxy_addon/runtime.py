@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from mitmproxy import ctx, exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
-
 from prometheus_client import disable_created_metrics
 
 from .addon import EgressPolicy
+from .guard import ConnectionGuard
 from .metrics import Metrics
 from .metrics_server import DEFAULT_HOST, DEFAULT_PORT, MetricsServer
 from .policy import Policy
@@ -46,6 +46,10 @@ class RunSettings:
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
+    resolve: list[str] = field(default_factory=list)
+    """Static name resolution entries ``NAME=ADDRESS``."""
+    mode: str = ""
+    """Mode override (kept across policy reloads); empty: the policy's."""
 
 
 class EgressMaster(master.Master):
@@ -54,19 +58,35 @@ class EgressMaster(master.Master):
     def __init__(self, opts: options.Options, policy: Policy) -> None:
         super().__init__(opts, with_termlog=False)
         self.egress, self.exporter = build_addons(policy)
+        self.guard = ConnectionGuard(self.egress)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
             core.Core(),
             proxyauth.ProxyAuth(),
             block.Block(),
             proxyserver.Proxyserver(),
-            self.egress,  # before NextLayer: its next_layer turns checked tunnels into raw TCP relays
+            # before NextLayer, as mitmdump orders scripts: the egress addon's
+            # next_layer turns checked tunnels into raw TCP relays (bytes counted)
+            self.guard,
+            self.egress,
+            self.exporter,
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
-            self.exporter,
             script.ScriptLoader(),
             errorcheck.ErrorCheck(),
         )
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit (two per tunnel)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
 
 
 def build_addons(policy: Policy | None = None, metrics: Metrics | None = None) -> tuple[EgressPolicy, MetricsExporter]:
@@ -160,6 +180,7 @@ class MetricsExporter:
 
 def run(policy: Policy, settings: RunSettings) -> int:
     """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+    raise_open_file_limit()
 
     async def main() -> int:
         logging.getLogger().setLevel(logging.INFO)
@@ -175,15 +196,16 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 azml_log_stdout=settings.log_stdout,
                 azml_metrics_host=settings.metrics_host,
                 azml_metrics_port=settings.metrics_port,
-                azml_mode=policy.mode,
+                azml_mode=settings.mode,
+                azml_resolve=settings.resolve,
                 connection_strategy="lazy",
             )
             if settings.set_options:
                 opts.set(*settings.set_options)
             if settings.scripts:
                 opts.update(scripts=settings.scripts)
-        except exceptions.OptionsError as e:
-            print(f"azml-egress run: {e}", file=sys.stderr)
+        except (exceptions.OptionsError, NotImplementedError, ValueError, KeyError) as e:
+            print(f"azml-egress run: bad option: {e}", file=sys.stderr)
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
