@@ -248,3 +248,35 @@ def test_reloading_the_script_registers_fresh_metrics(tmp_path, upstream, pki):
     finally:
         proxy.stop()
     assert "Duplicated timeseries" not in proxy.stderr() and "Traceback" not in proxy.stderr()
+
+
+def test_policy_reloads_are_counted_and_a_bad_one_keeps_the_proxy_ready(tmp_path, upstream):
+    policy_file = tmp_path / "team.yaml"
+    good = (ROOT / "config" / "policies" / "azureml-2020-04.yaml").read_text()
+    policy_file.write_text(good)
+    proxy = start_proxy(tmp_path, upstream, ["--config", str(policy_file)], metrics=True)
+    try:
+        def info(text):
+            (sample,) = samples(text, "azml_egress_policy_info")
+            return sample.labels["policy_sha256"]
+
+        text = proxy.scrape()
+        assert info(text) == hashlib.sha256(good.encode()).hexdigest()
+        first_load = value(text, "azml_egress_policy_last_reload_success_timestamp_seconds")
+
+        policy_file.write_text(good.replace("version: 1", "version: 1\nbogus_key: 1", 1))
+        text = wait_for(proxy, lambda t: value(t, "azml_egress_policy_reloads_total", result="failure") == 1)
+        assert value(text, "azml_egress_policy_reloads_total", result="failure") == 1
+        assert value(text, "azml_egress_policy_reloads_total", result="success") == 1
+        assert value(text, "azml_egress_policy_loaded") == 1
+        assert info(text) == hashlib.sha256(good.encode()).hexdigest()
+        assert proxy.get("/readyz") == (200, "ready\n")
+
+        changed = good + "\n# reviewed\n"
+        policy_file.write_text(changed)
+        text = wait_for(proxy, lambda t: value(t, "azml_egress_policy_reloads_total", result="success") == 2)
+        assert value(text, "azml_egress_policy_reloads_total", result="success") == 2
+        assert info(text) == hashlib.sha256(changed.encode()).hexdigest()
+        assert value(text, "azml_egress_policy_last_reload_success_timestamp_seconds") >= first_load
+    finally:
+        proxy.stop()
