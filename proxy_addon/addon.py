@@ -28,8 +28,10 @@ import asyncio
 import logging
 import signal
 import threading
-from dataclasses import dataclass, replace
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from mitmproxy import ctx, exceptions, http, tcp, tls
 from mitmproxy.net.tls import starts_like_tls_record
@@ -216,12 +218,21 @@ class EgressPolicy:
 
     # -- deciding and reporting -------------------------------------------------
 
+    decide_timer: Callable[[float], None] | None = None
+    """Called with the seconds each ``Policy.decide`` took (the metrics' latency histogram)."""
+
     def decide(self, host: str, port: int, protocol: str, client_ip: str | None) -> Decision:
         """The policy's decision, or a fail-closed deny when there is none."""
         if self.policy is None:
             return Decision(Action.DENY, Reason.INTERNAL_ERROR, protocol, printable(host), port,
                             detail="no valid policy is loaded")
-        return self.policy.decide(host, port, protocol, client_ip)
+        timer = self.decide_timer
+        if timer is None:
+            return self.policy.decide(host, port, protocol, client_ip)
+        start = time.perf_counter()
+        decision = self.policy.decide(host, port, protocol, client_ip)
+        timer(time.perf_counter() - start)
+        return decision
 
     def notify(self, method: str, *args) -> None:
         """Call ``method`` on every observer; a failing observer is logged, not fatal."""

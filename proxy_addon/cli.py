@@ -76,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = RunSettings(
         listen_host=args.listen_host, listen_port=args.listen_port,
         decision_log=args.decision_log or "", scripts=args.scripts or [], set_options=args.set_options or [],
+        metrics_host=args.metrics_host, metrics_port=args.metrics_port,
         resolve=args.resolve or [], mode=args.mode or "",
     )
     eprint(f"azml-egress {__version__}: proxy http://{args.listen_host}:{args.listen_port} "
@@ -91,6 +92,12 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
     return value
+
+
+def _metrics_host(text: str) -> str:
+    if not text.strip() or any(c.isspace() or c in "/[]" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address (write e.g. 127.0.0.1, ::1 or 0.0.0.0)")
+    return text
 
 
 # -- check --------------------------------------------------------------------
@@ -198,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--listen-port", type=_port, default=3128, help="port to listen on (default 3128)")
     p.add_argument("--decision-log", metavar="FILE", help="also append decision lines to FILE")
+    p.add_argument("--metrics-host", default="127.0.0.1", type=_metrics_host, metavar="HOST",
+                   help="address of the /metrics, /healthz, /readyz HTTP server (default 127.0.0.1)")
+    p.add_argument("--metrics-port", type=_port, default=9464, metavar="PORT",
+                   help="port of the /metrics, /healthz, /readyz HTTP server (default 9464; 0 disables it)")
     p.add_argument("-s", "--script", dest="scripts", action="append", metavar="FILE",
                    help="load a mitmproxy addon script as well (repeatable)")
     p.add_argument("--proxyauth", metavar="SPEC",
