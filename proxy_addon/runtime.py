@@ -18,6 +18,9 @@ from mitmproxy import exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
 
 from .addon import EgressPolicy
+from .learn import DEFAULT_INTERVAL, DEFAULT_LEARN_FILE, LearnRecorder
+from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS
+from .observers import Observer
 from .policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -34,14 +37,20 @@ class RunSettings:
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
+    learn_file: str = DEFAULT_LEARN_FILE
+    """Learn mode only: where the recorder writes (JSON, or YAML by extension)."""
+    learn_interval: float = DEFAULT_INTERVAL
+    """Seconds between two writes of the learn file."""
+    learn_max_hosts: int = DEFAULT_MAX_HOSTS
+    learn_max_clients: int = DEFAULT_MAX_CLIENTS
 
 
 class EgressMaster(master.Master):
     """A mitmproxy master with only the addons azml-egress needs."""
 
-    def __init__(self, opts: options.Options, policy: Policy) -> None:
+    def __init__(self, opts: options.Options, policy: Policy, observers: list[Observer] | None = None) -> None:
         super().__init__(opts, with_termlog=False)
-        self.egress = EgressPolicy(policy)
+        self.egress = EgressPolicy(policy, observers=observers)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
             core.Core(),
@@ -56,15 +65,30 @@ class EgressMaster(master.Master):
         )
 
 
-def run(policy: Policy, settings: RunSettings) -> int:
-    """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+def start_recorder(policy: Policy, settings: RunSettings) -> LearnRecorder | None:
+    """The learn recorder in learn mode (its file written once already), else
+    ``None``; raises ``OSError`` when the learn file cannot be written."""
+    if policy.mode != "learn":
+        return None
+    recorder = LearnRecorder(settings.learn_file, settings.learn_interval, settings.learn_max_hosts,
+                             settings.learn_max_clients)
+    recorder.start()
+    return recorder
 
-    async def main() -> int:
+
+def run(policy: Policy, settings: RunSettings) -> int:
+    """Run the proxy until SIGINT/SIGTERM; returns the process exit code.
+
+    In learn mode the learn file is written every ``settings.learn_interval``
+    seconds by a background thread and once more on shutdown.
+    """
+
+    async def main(recorder: LearnRecorder | None) -> int:
         logging.getLogger().setLevel(logging.INFO)
         for noisy in ("tornado", "asyncio", "hpack", "quic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         opts = options.Options()
-        proxy = EgressMaster(opts, policy)
+        proxy = EgressMaster(opts, policy, observers=[recorder] if recorder else None)
         try:
             opts.update(
                 listen_host=settings.listen_host,
@@ -86,11 +110,21 @@ def run(policy: Policy, settings: RunSettings) -> int:
             loop.add_signal_handler(sig, proxy.shutdown)
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if recorder is not None:
+            logger.info(f"azml-egress: learn mode: recording to {recorder.path} every {recorder.interval:g} s")
         await proxy.run()
         errors = proxy.addons.get("errorcheck")
         return 1 if errors and getattr(errors, "has_errored", False) else 0
 
     try:
-        return asyncio.run(main())
+        recorder = start_recorder(policy, settings)
+    except OSError as e:
+        print(f"azml-egress run: cannot write the learn file {settings.learn_file}: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(main(recorder))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if recorder is not None:
+            recorder.close()
