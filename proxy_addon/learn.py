@@ -42,7 +42,7 @@ class LearnRecorder(Observer):
     ``interval`` is in seconds (> 0); ``max_hosts`` and ``max_clients`` are
     the memory bounds described in the module docstring; ``clock`` returns
     RFC 3339 times (tests inject one). Thread-safe. Write errors are logged
-    (once per distinct message) and never break a decision.
+    (once per distinct error until a write succeeds) and never break a decision.
     """
 
     def __init__(self, path: str | Path, interval: float = DEFAULT_INTERVAL, max_hosts: int = DEFAULT_MAX_HOSTS,
@@ -151,11 +151,13 @@ class LearnRecorder(Observer):
         try:
             save(data, self.path)
         except OSError as e:
-            message = f"azml-egress learn: cannot write {self.path}: {e}"
-            if message != self._last_error:
-                logger.error(message)
-                self._last_error = message
+            reason = e.strerror or str(e)  # without the temporary file's random name
+            if reason != self._last_error:
+                logger.error(f"azml-egress learn: cannot write {self.path}: {reason} ({e})")
+                self._last_error = reason
             return False
+        if self._last_error:
+            logger.info(f"azml-egress learn: writing {self.path} works again")
         self._last_error = ""
         with self._lock:
             self._written = max(self._written, changes)

@@ -13,9 +13,10 @@ Azure ML feature plus ``learned-other-hosts`` and ``learned-addresses``:
   parent that gathers them). The registrable domain comes from the Public
   Suffix List *including its private section*: ``blob.core.windows.net``,
   ``azurewebsites.net`` or ``github.io`` count as public suffixes, because
-  their subdomains belong to different owners. So wildcards are never at or
+  their subdomains belong to different owners. A wildcard is never at or
   above a public suffix: many storage accounts never become
-  ``*.core.windows.net`` (nor ``*.blob.core.windows.net`` from this rule);
+  ``*.core.windows.net`` (nor ``*.blob.core.windows.net`` from this rule;
+  that one comes only from the catalog);
 * IP literals get a ``destination_addresses`` rule;
 * ``exact=True`` writes exact names only (no catalog or sibling wildcards).
 
@@ -26,10 +27,12 @@ policy denies (listed in the file header instead). Pure: no mitmproxy.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import publicsuffixlist
 from publicsuffixlist import PublicSuffixList
 
 from .catalog import builtin_catalogs
@@ -56,14 +59,45 @@ def public_suffix_list() -> PublicSuffixList:
     return _PSL
 
 
+@functools.lru_cache(maxsize=1)
+def suffix_ancestors() -> frozenset[str]:
+    """Every domain that has a Public Suffix List entry below it (e.g.
+    ``core.windows.net`` above ``blob.core.windows.net``; ``net``): a wildcard
+    over such a domain would span names of different owners. Read from the
+    list file shipped with ``publicsuffixlist`` (``publicsuffixlist.PSLFILE``)."""
+    out: set[str] = set()
+    with open(publicsuffixlist.PSLFILE, encoding="utf-8") as f:
+        for line in f:
+            words = line.split()
+            if not words or words[0].startswith("//"):
+                continue
+            rule = words[0].lstrip("!")
+            wildcard = rule.startswith("*.")
+            rule = rule.removeprefix("*.")
+            try:
+                rule = publicsuffixlist.encode_idn(rule) if not rule.isascii() else rule
+            except UnicodeError:
+                continue
+            labels = rule.split(".")
+            out.update(".".join(labels[i:]) for i in range(0 if wildcard else 1, len(labels)))
+    return frozenset(out)
+
+
+def wildcard_allowed(base: str) -> bool:
+    """Whether ``*.base`` stays within one owner's names: ``base`` is no public
+    suffix (private section included) and no public suffix lies below it."""
+    return not public_suffix_list().is_public(base) and base not in suffix_ancestors()
+
+
 def sibling_wildcards(names: list[str], min_siblings: int = DEFAULT_MIN_SIBLINGS) -> dict[str, str]:
     """Map each name that a sibling wildcard covers to that wildcard.
 
     Names are grouped by registrable domain (public suffix plus one label;
     private-section suffixes count). Within a group, parents are tried
     deepest first: a parent with ``min_siblings`` or more names below it that
-    no deeper wildcard covers yet becomes ``*.parent``. A registrable domain
-    itself (the apex) is never covered by ``*.`` and stays exact.
+    no deeper wildcard covers yet becomes ``*.parent``, unless
+    :func:`wildcard_allowed` refuses the parent. A registrable domain itself
+    (the apex) is never covered by ``*.`` and stays exact.
     """
     psl = public_suffix_list()
     if min_siblings < 2:
@@ -81,7 +115,7 @@ def sibling_wildcards(names: list[str], min_siblings: int = DEFAULT_MIN_SIBLINGS
         parents = {p for p in parents if p == domain or p.endswith("." + domain)}
         for parent in sorted(parents, key=lambda p: (-p.count("."), p)):
             below = [n for n in members if n not in covered and n.endswith("." + parent)]
-            if len(below) >= min_siblings and not psl.is_public(parent):
+            if len(below) >= min_siblings and wildcard_allowed(parent):
                 covered.update((n, "*." + parent) for n in below)
     return covered
 
