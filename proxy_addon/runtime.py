@@ -18,6 +18,7 @@ from mitmproxy import exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
 
 from .addon import EgressPolicy
+from .guard import ConnectionGuard
 from .learn import DEFAULT_INTERVAL, DEFAULT_LEARN_FILE, LearnRecorder
 from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS
 from .observers import Observer
@@ -37,6 +38,10 @@ class RunSettings:
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
+    resolve: list[str] = field(default_factory=list)
+    """Static name resolution entries ``NAME=ADDRESS``."""
+    mode: str = ""
+    """Mode override (kept across policy reloads); empty: the policy's."""
     learn_file: str = DEFAULT_LEARN_FILE
     """Learn mode only: where the recorder writes (JSON, or YAML by extension)."""
     learn_interval: float = DEFAULT_INTERVAL
@@ -51,6 +56,7 @@ class EgressMaster(master.Master):
     def __init__(self, opts: options.Options, policy: Policy, observers: list[Observer] | None = None) -> None:
         super().__init__(opts, with_termlog=False)
         self.egress = EgressPolicy(policy, observers=observers)
+        self.guard = ConnectionGuard(self.egress)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
             core.Core(),
@@ -59,10 +65,23 @@ class EgressMaster(master.Master):
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
+            self.guard,
             self.egress,
             script.ScriptLoader(),
             errorcheck.ErrorCheck(),
         )
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit (two per tunnel)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
 
 
 def start_recorder(policy: Policy, settings: RunSettings) -> LearnRecorder | None:
@@ -82,6 +101,7 @@ def run(policy: Policy, settings: RunSettings) -> int:
     In learn mode the learn file is written every ``settings.learn_interval``
     seconds by a background thread and once more on shutdown.
     """
+    raise_open_file_limit()
 
     async def main(recorder: LearnRecorder | None) -> int:
         logging.getLogger().setLevel(logging.INFO)
@@ -95,15 +115,16 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 listen_port=settings.listen_port,
                 azml_decision_log=settings.decision_log,
                 azml_log_stdout=settings.log_stdout,
-                azml_mode=policy.mode,
+                azml_mode=settings.mode,
+                azml_resolve=settings.resolve,
                 connection_strategy="lazy",
             )
             if settings.set_options:
                 opts.set(*settings.set_options)
             if settings.scripts:
                 opts.update(scripts=settings.scripts)
-        except exceptions.OptionsError as e:
-            print(f"azml-egress run: {e}", file=sys.stderr)
+        except (exceptions.OptionsError, NotImplementedError, ValueError, KeyError) as e:
+            print(f"azml-egress run: bad option: {e}", file=sys.stderr)
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
