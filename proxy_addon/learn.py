@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+FOLLOW_UP_REASONS = frozenset({"sni_mismatch", "sni_missing", "private_address", "dns_failure", "upstream_error"})
+"""Reasons of events that follow a request's decision (TLS check, resolution,
+connection): counted in ``reasons`` only, not as requests."""
+IGNORED_REASONS = frozenset({"proxy_auth_required", "invalid_request", "too_many_connections"})
+"""Reasons of events that name no egress destination the policy decided on."""
+
 DEFAULT_INTERVAL = 10.0
 """Seconds between two writes of the learn file."""
 DEFAULT_LEARN_FILE = "azml-egress-learn.json"
@@ -64,7 +70,11 @@ class LearnRecorder(Observer):
     # -- observer -------------------------------------------------------------
 
     def on_decision(self, event: DecisionEvent) -> None:
+        """Count a request's decision, or add a follow-up event's reason to its entry."""
         d = event.decision
+        reason = d.reason.value
+        if reason in IGNORED_REASONS:
+            return
         key = (d.host, d.port, d.protocol)
         client = event.client_ip
         with self._lock:
@@ -73,10 +83,13 @@ class LearnRecorder(Observer):
             record = data.hosts.get(key)
             if record is None:
                 if len(data.hosts) >= data.max_hosts:
-                    self._overflow(event.ts, count=1)
+                    self._overflow(event.ts, count=0 if reason in FOLLOW_UP_REASONS else 1)
                     return
                 record = HostRecord(d.host, d.port, d.protocol, first_seen=event.ts, last_seen=event.ts)
                 data.hosts[key] = record
+            record.reasons[reason] = record.reasons.get(reason, 0) + 1
+            if reason in FOLLOW_UP_REASONS:
+                return
             record.count += 1
             record.last_seen = event.ts
             if client not in record.clients:
@@ -92,7 +105,6 @@ class LearnRecorder(Observer):
                 record.rule, record.rule_collection = d.rule, d.rule_collection
                 record.rule_collection_group = d.rule_collection_group
             record.actions[d.action.value] = record.actions.get(d.action.value, 0) + 1
-            record.reasons[d.reason.value] = record.reasons.get(d.reason.value, 0) + 1
 
     def on_tunnel_bytes(self, event: DecisionEvent, sent: int, received: int) -> None:
         d = event.decision

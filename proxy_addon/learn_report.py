@@ -7,7 +7,8 @@ count) and returns an :class:`Analysis`:
 * ``gaps``: hosts used but not allowed - what would break under enforce -
   each with its Azure ML feature or "not an Azure ML host";
 * ``mismatches``: hosts whose traffic was denied whatever the host rules say
-  (SNI or Host header naming another host, no SNI, invalid host names);
+  (SNI or Host header naming another host, no SNI, invalid host names,
+  names resolving to private addresses);
 * ``unused_rules``: rules no learned traffic matched (candidates to remove);
 * ``features``: the Azure ML features exercised, with hosts, requests, bytes;
 * ``required_unseen``: required features of the policy's catalog never seen.
@@ -26,9 +27,9 @@ from .decision import Decision, Reason
 from .learnfile import HostRecord, LearnData, Overflow
 from .policy import Policy
 
-MISMATCH_REASONS = (Reason.SNI_MISMATCH.value, Reason.HOST_MISMATCH.value, Reason.SNI_MISSING.value,
-                    Reason.INVALID_HOST.value)
-"""Recorded reasons no host rule can turn into an allow."""
+MISMATCH_REASONS = ("sni_mismatch", "host_mismatch", "sni_missing", "invalid_host", "private_address")
+"""Recorded reasons no host rule can turn into an allow (``private_address``
+needs ``options.private_ranges_allowed``)."""
 NOT_AZURE_ML = "not an Azure ML host"
 
 

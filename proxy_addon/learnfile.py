@@ -16,8 +16,10 @@ Format (``schemas/learn.schema.json``; JSON, or YAML when the file name ends in
                 "actions": {"allow": 3}, "reasons": {"rule_matched": 3}}],
      "overflow": null | {"count": 7, "bytes_sent": 0, "bytes_received": 0, "first_seen": ..., "last_seen": ...}}
 
-``count`` counts decisions, ``bytes_*`` count tunnelled bytes (client to server,
-server to client); ``clients`` holds at most ``max_clients`` distinct client IP
+``count`` counts requests (the policy's decisions; ``actions`` splits them),
+``reasons`` counts every decision reason, including follow-up events of a
+request (TLS SNI checks, name resolution, upstream failures); ``bytes_*``
+count tunnelled bytes (client to server, server to client); ``clients`` holds at most ``max_clients`` distinct client IP
 addresses and ``clients_more`` the decisions from further clients; ``rule`` is
 the first rule of the active policy that allowed the host (``null`` if none);
 ``overflow`` counts decisions for hosts beyond ``max_hosts``.

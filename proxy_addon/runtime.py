@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mitmproxy import exceptions, master, options
+from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
 
 from .addon import EgressPolicy
@@ -50,6 +51,23 @@ class RunSettings:
     learn_max_clients: int = DEFAULT_MAX_CLIENTS
 
 
+class TunnelsFirst:
+    """Gives :meth:`EgressPolicy.next_layer` the first look at a tunnel's TLS
+    bytes. mitmproxy's own ``NextLayer`` would otherwise pick a TLS layer that
+    passes the tunnel through without ``tcp_*`` hooks, so no tunnel byte
+    would ever reach the observers; the egress addon checks the SNI and relays
+    the tunnel as raw TCP instead, as its docstring describes. Other data
+    (plain HTTP inside a tunnel) is still left to ``NextLayer``, so Host
+    headers inside tunnels keep being checked."""
+
+    def __init__(self, egress: EgressPolicy) -> None:
+        self.egress = egress
+
+    def next_layer(self, nextlayer) -> None:
+        if nextlayer.layer is None and starts_like_tls_record(nextlayer.data_client()):
+            self.egress.next_layer(nextlayer)
+
+
 class EgressMaster(master.Master):
     """A mitmproxy master with only the addons azml-egress needs."""
 
@@ -63,6 +81,7 @@ class EgressMaster(master.Master):
             proxyauth.ProxyAuth(),
             block.Block(),
             proxyserver.Proxyserver(),
+            TunnelsFirst(self.egress),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
             self.guard,

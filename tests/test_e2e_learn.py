@@ -74,7 +74,7 @@ def test_learn_report_suggest_enforce_round_trip(proxy_factory, pki, tmp_path):
     report = json.loads(out)
     assert {(g["host"], g["feature"]) for g in report["gaps"]} == {
         ("files.pythonhosted.org", "pip-downloads"), ("westeurope.data.mcr.microsoft.com", "container-images"),
-        ("example.org", None), ("ci-contoso.westeurope.instances.azureml.ms", "compute-instance"),
+        ("example.org", None), ("ci-contoso.westeurope.instances.azureml.ms", "azureml-api"),
     }
 
     suggested = tmp_path / "suggested.yaml"
@@ -132,8 +132,9 @@ def test_sigkill_during_learn_leaves_a_whole_learn_file_of_the_last_interval(pro
     threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in range(3)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(whole_lines(proxy.decision_log)) < 300:
+    started, deadline = time.monotonic(), time.monotonic() + 20
+    while time.monotonic() < deadline and (len(whole_lines(proxy.decision_log)) < 300
+                                           or time.monotonic() - started < 2.5):
         time.sleep(0.05)
     killed_at = time.time()
     proxy.process.send_signal(signal.SIGKILL)  # while the clients are still sending
@@ -144,7 +145,7 @@ def test_sigkill_during_learn_leaves_a_whole_learn_file_of_the_last_interval(pro
 
     data = load(learn_file)  # a whole file: the schema and every entry check out
     decided = {(x["host"], x["port"], x["protocol"]) for x in whole_lines(proxy.decision_log)
-               if datetime.fromisoformat(x["ts"].replace("Z", "+00:00")).timestamp() < killed_at - 1.5}
+               if datetime.fromisoformat(x["ts"].replace("Z", "+00:00")).timestamp() < killed_at - 1.0}
     assert len(data.hosts) >= 250
     assert decided and decided <= set(data.hosts), "only the last interval may be lost"
     assert all(r.count >= 1 and r.first_seen <= r.last_seen for r in data.hosts.values())

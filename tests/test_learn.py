@@ -164,3 +164,24 @@ def test_written_file_is_valid_json_with_the_documented_fields(policy, tmp_path)
 def test_bounds_must_be_positive(tmp_path, kwargs):
     with pytest.raises(ValueError):
         LearnRecorder(tmp_path / "l.json", **kwargs)
+
+
+@pytest.mark.parametrize(("reason", "count", "reasons"), [
+    ("sni_mismatch", 1, {"rule_matched": 1, "sni_mismatch": 1}),
+    ("upstream_error", 1, {"rule_matched": 1, "upstream_error": 1}),
+    ("dns_failure", 1, {"rule_matched": 1, "dns_failure": 1}),
+    ("private_address", 1, {"rule_matched": 1, "private_address": 1}),
+    ("proxy_auth_required", 1, {"rule_matched": 1}),
+    ("invalid_request", 1, {"rule_matched": 1}),
+], ids=["sni mismatch", "upstream error", "dns failure", "private address", "407 ignored", "bad request ignored"])
+def test_follow_up_events_add_a_reason_not_a_request(policy, tmp_path, reason, count, reasons):
+    from dataclasses import replace
+
+    from proxy_addon.decision import Action, Reason
+
+    r = LearnRecorder(tmp_path / "l.json")
+    first = event(policy, "pypi.org")
+    r.on_decision(first)
+    r.on_decision(replace(first, decision=replace(first.decision, action=Action.DENY, reason=Reason(reason))))
+    record = r.snapshot().hosts[("pypi.org", 443, "https")]
+    assert (record.count, record.reasons, record.actions) == (count, reasons, {"allow": 1})

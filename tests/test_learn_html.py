@@ -145,3 +145,22 @@ def test_bar_chart_falls_back_to_requests_without_bytes():
     p = parse(svg)
     assert "10 requests" in "".join(p.texts)
     assert [int(r["width"]) for r in p.rects] == [400, 200]
+
+
+def test_page_renders_in_headless_chromium(page, tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    text, parsed = page
+    path = tmp_path / "report.html"
+    path.write_text(text)
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rendered = parse(done.stdout)
+    assert len(rendered.tables) == len(parsed.tables) >= 6
+    assert [h for h in rendered.headings if h[0] == "h2"] == [h for h in parsed.headings if h[0] == "h2"]
+    assert len(rendered.rects) == 3 and "script" not in rendered.tags
