@@ -15,7 +15,8 @@ from pathlib import Path
 from .audit import rfc3339_now
 from .cli import EXIT_ERROR, EXIT_OK, add_config_argument, eprint, load_policy_or_exit
 from .config import ConfigError
-from .learnfile import LearnData, load_all, write_atomic
+from .atomicfile import write_atomic
+from .learnfile import LearnData, load_all
 from .policy import Policy
 from .policy_loader import load_policy, policy_from_text
 
@@ -37,19 +38,20 @@ def policy_for(args: argparse.Namespace, data: LearnData) -> Policy:
     loads; else the built-in default. Says on stderr which one is used."""
     if args.config:
         return load_policy_or_exit(args)
-    recorded = {(p.get("source"), p.get("sha256")) for p in data.policies if p.get("source")}
-    if len({source for source, _ in recorded}) == 1:
-        source, sha = next(iter(recorded))
+    sources = {p.get("source") for p in data.policies if p.get("source")}
+    if len(sources) == 1:
+        source = next(iter(sources))
         try:
             policy = load_policy(source)
         except ConfigError:
             eprint(f"azml-egress learn: the recorded policy {source} cannot be loaded; using the built-in default "
                    "(pass --config)")
         else:
-            changed = " (the file changed since learning)" if sha and policy.sha256 != sha else ""
+            shas = {p.get("sha256") for p in data.policies}
+            changed = " (the file changed since learning)" if policy.sha256 not in shas else ""
             eprint(f"azml-egress learn: policy {policy.name!r} from {source}, as recorded in the learn file{changed}")
             return policy
-    elif recorded:
+    elif sources:
         eprint("azml-egress learn: the learn files recorded several policies; using the built-in default "
                "(pass --config)")
     return load_policy_or_exit(args)

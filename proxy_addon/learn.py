@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .audit import rfc3339_now
-from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS, HostRecord, LearnData, Overflow, remove_stale_temporaries, save
+from .atomicfile import remove_stale_temporaries
+from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS, HostRecord, LearnData, Overflow, save
 from .observers import Observer
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import publicsuffixlist
 from publicsuffixlist import PublicSuffixList
@@ -240,9 +241,11 @@ def evidence_text(records: list[HostRecord]) -> str:
 
 
 def catalog_reference(policy: Policy) -> str:
-    """What to write for ``catalog:``: a built-in id, else the catalog file's path."""
+    """What to write for ``catalog:``: a built-in id, else the catalog file's absolute path."""
     builtin = {c.id: c for c in builtin_catalogs()}
-    return policy.catalog.id if builtin.get(policy.catalog.id) is policy.catalog else policy.catalog.path
+    if builtin.get(policy.catalog.id) is policy.catalog:
+        return policy.catalog.id
+    return str(Path(policy.catalog.path).resolve())
 
 
 def render_yaml(s: Suggestion, data: LearnData, policy: Policy, name: str = "learned", generated: str = "") -> str:

@@ -24,9 +24,8 @@ addresses and ``clients_more`` the decisions from further clients; ``rule`` is
 the first rule of the active policy that allowed the host (``null`` if none);
 ``overflow`` counts decisions for hosts beyond ``max_hosts``.
 
-Files are written atomically (temporary file, fsync, ``os.replace``, fsync of
-the directory): a reader sees the previous or the next complete file, never a
-partial one.
+Files are written atomically (:mod:`proxy_addon.atomicfile`): a reader sees
+the previous or the next complete file, never a partial one.
 """
 
 from __future__ import annotations
@@ -34,14 +33,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from .atomicfile import write_atomic
 from .config import ConfigError, Problem, Source, load_schema, parse_yaml, validate_schema
 
 FORMAT = "azml-egress-learn"
@@ -119,6 +118,18 @@ class HostRecord:
     def bytes_total(self) -> int:
         return self.bytes_sent + self.bytes_received
 
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-able dict (its own copies of lists and dicts)."""
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        out["clients"], out["actions"], out["reasons"] = list(self.clients), dict(self.actions), dict(self.reasons)
+        return out
+
+    def copy(self) -> HostRecord:
+        """A copy that shares nothing mutable (much cheaper than ``copy.deepcopy``)."""
+        new = HostRecord(*[getattr(self, name) for name in _RECORD_FIELDS])
+        new.clients, new.actions, new.reasons = list(self.clients), dict(self.actions), dict(self.reasons)
+        return new
+
     def merge(self, other: HostRecord, max_clients: int) -> None:
         """Add ``other`` (same key) into this record."""
         self.first_seen = earlier(self.first_seen, other.first_seen) or self.first_seen
@@ -140,6 +151,9 @@ class HostRecord:
                 setattr(self, name, getattr(other, name))
         _add_counts(self.actions, other.actions)
         _add_counts(self.reasons, other.reasons)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(HostRecord))
 
 
 @dataclass(slots=True)
@@ -184,12 +198,18 @@ class LearnData:
             "max_hosts": self.max_hosts,
             "max_clients": self.max_clients,
             "policies": [dict(p) for p in self.policies],
-            "hosts": [asdict(r) for r in self.hosts.values()],
+            "hosts": [r.to_dict() for r in self.hosts.values()],
             "overflow": asdict(self.overflow) if self.overflow is not None else None,
         }
 
     def copy(self) -> LearnData:
-        return copy.deepcopy(self)
+        """A copy that shares nothing mutable with this one."""
+        return LearnData(
+            hosts={key: record.copy() for key, record in self.hosts.items()},
+            overflow=replace(self.overflow) if self.overflow is not None else None,
+            started=self.started, updated=self.updated, max_hosts=self.max_hosts, max_clients=self.max_clients,
+            policies=[dict(p) for p in self.policies], files=list(self.files),
+        )
 
 
 def merge(datas: Iterable[LearnData]) -> LearnData:
@@ -213,7 +233,7 @@ def merge(datas: Iterable[LearnData]) -> LearnData:
         for key, record in data.hosts.items():
             mine = out.hosts.get(key)
             if mine is None:
-                out.hosts[key] = copy.deepcopy(record)
+                out.hosts[key] = record.copy()
                 extra = out.hosts[key].clients[out.max_clients:]
                 if extra:  # a hand-edited file may list more clients than its bound
                     del out.hosts[key].clients[out.max_clients:]
@@ -246,69 +266,17 @@ def check_path(path: str | Path) -> str | None:
 
 
 def dumps(data: LearnData, yaml_format: bool = False) -> str:
-    """The text of a learn file (JSON with sorted-by-first-seen hosts, or YAML)."""
+    """The text of a learn file: YAML, or JSON with one line per host entry
+    (hosts in first-seen order; compact JSON keeps the fast C encoder)."""
     doc = data.to_dict()
     if yaml_format:
         return yaml.safe_dump(doc, sort_keys=False, allow_unicode=False, width=200)
-    return json.dumps(doc, ensure_ascii=True, indent=1) + "\n"
-
-
-def _file_mode(path: Path) -> int:
-    """The mode of the existing ``path``, else what ``open()`` would create (0666 minus the umask)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_UMASK
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically: write a temporary file in the
-    same directory, flush and fsync it, ``os.replace`` it over ``path``, fsync
-    the directory. The file keeps its mode (a new one gets the umask's).
-    Raises ``OSError``; the old file stays intact on failure."""
-    path = Path(path)
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(str(path.parent), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temporaries(path: str | Path) -> int:
-    """Delete temporary files a killed writer of ``path`` left behind; returns how many."""
-    path = Path(path)
-    removed = 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
+    hosts = doc.pop("hosts")
+    overflow = doc.pop("overflow")
+    head = json.dumps(doc, ensure_ascii=True)[:-1]  # without the closing brace
+    entries = ",\n  ".join(json.dumps(h, ensure_ascii=True) for h in hosts)
+    body = f'"hosts": [\n  {entries}\n ]' if hosts else '"hosts": []'
+    return f'{head},\n {body},\n "overflow": {json.dumps(overflow)}}}\n'
 
 
 def save(data: LearnData, path: str | Path) -> None:
