@@ -103,6 +103,12 @@ def raise_open_file_limit() -> None:
         logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
 
 
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 def start_recorder(policy: Policy, settings: RunSettings) -> LearnRecorder | None:
     """The learn recorder in learn mode (its file written once already), else
     ``None``; raises ``OSError`` when the learn file cannot be written."""
@@ -153,6 +159,10 @@ def run(policy: Policy, settings: RunSettings) -> int:
         if recorder is not None:
             logger.info(f"azml-egress: learn mode: recording to {recorder.path} every {recorder.interval:g} s")
         await proxy.run()
+        # Connections still open at shutdown are cancelled by asyncio.run; on
+        # Python 3.11 asyncio's stream callback then reports the cancellation as
+        # an error with a traceback (fixed in 3.12). It is no error.
+        loop.set_exception_handler(_ignore_cancelled)
         errors = proxy.addons.get("errorcheck")
         return 1 if errors and getattr(errors, "has_errored", False) else 0
 
