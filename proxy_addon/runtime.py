@@ -4,6 +4,9 @@ It loads only the addons this product needs (instead of the ~30 that mitmdump
 loads): logging to stderr, core, proxy authentication, client blocking,
 the proxy server, layer selection, TLS configuration, the egress policy addon,
 user scripts (``-s``) and the start-up error check. Decision lines go to stdout.
+:class:`TunnelsFirst` lets the egress addon take tunnelled TLS before
+mitmproxy's layer selection does, so tunnels are relayed with byte counts. In
+learn mode a :class:`~proxy_addon.learn.LearnRecorder` observes every decision.
 """
 
 from __future__ import annotations

@@ -177,3 +177,26 @@ def test_shutdown_writes_the_learn_file_and_yaml_by_extension(proxy_factory, pki
 def test_bad_learn_flags_exit_2_with_one_line(args, message):
     code, out, err = cli("run", "--listen-port", "1", *args, timeout=30)
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("mode", ["learn", "enforce"])
+def test_sni_mismatch_is_checked_on_relayed_tunnels(proxy_factory, pki, tmp_path, mode):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    learn_file = tmp_path / "learn.json"
+    extra = ["--learn-file", str(learn_file)] if mode == "learn" else []
+    proxy = proxy_factory(["--mode", mode, *extra])
+    done = subprocess.run(
+        ["openssl", "s_client", "-proxy", f"127.0.0.1:{proxy.port}", "-connect", "ml.azure.com:443",
+         "-servername", "evil.example", "-CAfile", str(pki.ca_pem), "-brief"],
+        input="", capture_output=True, text=True, timeout=20,
+    )
+    reasons = [x["reason"] for x in proxy.decisions(2)]
+    assert reasons == ["rule_matched", "sni_mismatch"]
+    if mode == "enforce":
+        assert "Verification: OK" not in done.stderr, "the upstream must never be reached"
+    else:
+        assert "Verification: OK" in done.stderr, "learn mode blocks nothing"
+        proxy.stop()
+        record = load(learn_file).hosts[("ml.azure.com", 443, "https")]
+        assert record.count == 1 and record.reasons == {"rule_matched": 1, "sni_mismatch": 1}
