@@ -356,26 +356,23 @@ class EgressPolicy:
         data = nextlayer.data_client()
         if not data or not starts_like_tls_record(data):
             return  # plain HTTP (Host header checked) or raw TCP: mitmproxy's layer choice
+        client = nextlayer.context.client
         try:
-            if True:
-                try:
-                    hello = parse_client_hello(data)
-                except ValueError:
-                    hello = None
-                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, None, malformed=True)
-                else:
-                    if hello is None:
-                        return  # ClientHello spans more reads: tls_clienthello checks it
-                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, hello.sni)
-                if not sni_ok:
-                    self._deny_tunnel(nextlayer.context.client, tunnel)
-            tunnel.checked = True
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+            try:
+                hello = parse_client_hello(data)
+            except ValueError:
+                sni_ok = self._check_sni(client, tunnel, None, malformed=True)
+            else:
+                if hello is None:
+                    return  # the ClientHello spans more reads: tls_clienthello checks it
+                sni_ok = self._check_sni(client, tunnel, hello.sni)
+            if not sni_ok:
+                self._deny_tunnel(client, tunnel)
         except Exception:  # noqa: BLE001 - fail closed
             logger.exception("azml-egress: error while checking a tunnel; closing it")
-            self._deny_tunnel(nextlayer.context.client, tunnel)
-            tunnel.checked = True
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+            self._deny_tunnel(client, tunnel)
+        tunnel.checked = True
+        nextlayer.layer = layers.TCPLayer(nextlayer.context)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.

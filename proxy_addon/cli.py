@@ -23,7 +23,7 @@ from .hostnames import DEFAULT_PORTS, InvalidHost, printable, split_authority
 from .policy import MODES, Policy
 from .policy_loader import load_policy
 
-COMMAND_MODULES: list[str] = ["proxy_addon.cli_export"]
+COMMAND_MODULES: list[str] = ["proxy_addon.cli_export", "proxy_addon.cli_learn"]
 """Modules that add subcommands: each has ``register(subparsers)``."""
 
 EXIT_OK, EXIT_DENY, EXIT_ERROR = 0, 1, 2
@@ -71,17 +71,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args, args.mode)
     from .runtime import RunSettings, run  # mitmproxy is imported only here
 
+    learn = _learn_settings(args, policy)
     for warning in policy.warnings:
         eprint(f"warning: {warning}")
     settings = RunSettings(
         listen_host=args.listen_host, listen_port=args.listen_port,
         decision_log=args.decision_log or "", scripts=args.scripts or [], set_options=args.set_options or [],
         metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        resolve=args.resolve or [], mode=args.mode or "",
+        resolve=args.resolve or [], mode=args.mode or "", **learn,
     )
     eprint(f"azml-egress {__version__}: proxy http://{args.listen_host}:{args.listen_port} "
            f"policy {policy.name!r} ({policy.source}), mode {policy.mode}")
     return run(policy, settings)
+
+
+def _learn_settings(args: argparse.Namespace, policy: Policy) -> dict[str, object]:
+    """The ``learn_*`` fields of RunSettings; exits 2 on a bad combination."""
+    from .learn import DEFAULT_LEARN_FILE
+    from .learnfile import check_path
+
+    given = [flag for flag, value in (("--learn-file", args.learn_file), ("--learn-interval", args.learn_interval),
+                                      ("--learn-max-hosts", args.learn_max_hosts),
+                                      ("--learn-max-clients", args.learn_max_clients)) if value is not None]
+    if policy.mode != "learn":
+        if given:
+            eprint(f"azml-egress run: {', '.join(given)} needs learn mode (--mode learn, or 'mode: learn' in the "
+                   f"policy); the mode is {policy.mode}")
+            raise SystemExit(EXIT_ERROR)
+        return {}
+    path = args.learn_file or DEFAULT_LEARN_FILE
+    problem = check_path(path)
+    if problem:
+        eprint(f"azml-egress run: --learn-file: {problem}")
+        raise SystemExit(EXIT_ERROR)
+    out: dict[str, object] = {"learn_file": path}
+    for name in ("learn_interval", "learn_max_hosts", "learn_max_clients"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _port(text: str) -> int:
@@ -219,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resolve NAME (or *.domain) to ADDRESS instead of asking DNS (repeatable)")
     p.add_argument("--set", dest="set_options", action="append", metavar="NAME=VALUE",
                    help="set a mitmproxy option (repeatable)")
+    learn = p.add_argument_group("learn mode", "record every host the traffic needs (see 'azml-egress learn')")
+    learn.add_argument("--learn-file", metavar="FILE",
+                       help="learn file to write, .json or .yaml/.yml (default ./azml-egress-learn.json)")
+    learn.add_argument("--learn-interval", type=_positive(float), metavar="SECONDS",
+                       help="seconds between two writes of the learn file (default 10)")
+    learn.add_argument("--learn-max-hosts", type=_positive(int), metavar="N",
+                       help="distinct (host, port, protocol) entries kept; more are only counted (default 10000)")
+    learn.add_argument("--learn-max-clients", type=_positive(int), metavar="N",
+                       help="client addresses kept per entry (default 16)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="show the decision the proxy would take for HOST[:PORT]")

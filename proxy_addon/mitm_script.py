@@ -4,7 +4,7 @@
 
 Options: azml_policy, azml_mode, azml_decision_log, azml_log_stdout, azml_resolve,
 azml_watch (see proxy_addon.addon), azml_metrics_host, azml_metrics_port (see
-proxy_addon.runtime.MetricsExporter). Every load of this script builds its own
+proxy_addon.metrics_addon.MetricsExporter). Every load of this script builds its own
 metrics registry, so reloading it never registers a metric twice. If the
 package cannot be imported, every request is refused (the proxy fails closed
 rather than running without its allowlist).
@@ -14,7 +14,7 @@ import logging
 
 try:
     from proxy_addon.guard import ConnectionGuard
-    from proxy_addon.runtime import build_addons
+    from proxy_addon.metrics_addon import build_addons
 
     _egress, _exporter = build_addons()
     addons = [ConnectionGuard(_egress), _egress, _exporter]

@@ -4,11 +4,10 @@ It loads only the addons this product needs (instead of the ~30 that mitmdump
 loads): logging to stderr, core, proxy authentication, client blocking,
 the proxy server, layer selection, TLS configuration, the egress policy addon,
 the metrics exporter, user scripts (``-s``) and the start-up error check.
-Decision lines go to stdout.
-
-:class:`MetricsExporter` is the mitmproxy side of the metrics: options
-``azml_metrics_host``/``azml_metrics_port``, the HTTP server's lifecycle and
-the readiness check; ``mitm_script.py`` loads it into a plain mitmdump too.
+Decision lines go to stdout. The egress addon sits before
+mitmproxy's layer selection, as mitmdump orders scripts, so it takes tunnelled
+TLS first and relays it as raw TCP with byte counts. In learn mode a
+:class:`~proxy_addon.learn.LearnRecorder` observes every decision.
 """
 
 from __future__ import annotations
@@ -19,14 +18,15 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from mitmproxy import ctx, exceptions, master, options
+from mitmproxy import exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
-from prometheus_client import disable_created_metrics
 
-from .addon import EgressPolicy
 from .guard import ConnectionGuard
-from .metrics import Metrics
-from .metrics_server import DEFAULT_HOST, DEFAULT_PORT, MetricsServer
+from .learn import DEFAULT_INTERVAL, DEFAULT_LEARN_FILE, LearnRecorder
+from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS
+from .metrics_addon import build_addons
+from .metrics_server import DEFAULT_HOST, DEFAULT_PORT
+from .observers import Observer
 from .policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -50,14 +50,20 @@ class RunSettings:
     """Static name resolution entries ``NAME=ADDRESS``."""
     mode: str = ""
     """Mode override (kept across policy reloads); empty: the policy's."""
+    learn_file: str = DEFAULT_LEARN_FILE
+    """Learn mode only: where the recorder writes (JSON, or YAML by extension)."""
+    learn_interval: float = DEFAULT_INTERVAL
+    """Seconds between two writes of the learn file."""
+    learn_max_hosts: int = DEFAULT_MAX_HOSTS
+    learn_max_clients: int = DEFAULT_MAX_CLIENTS
 
 
 class EgressMaster(master.Master):
     """A mitmproxy master with only the addons azml-egress needs."""
 
-    def __init__(self, opts: options.Options, policy: Policy) -> None:
+    def __init__(self, opts: options.Options, policy: Policy, observers: list[Observer] | None = None) -> None:
         super().__init__(opts, with_termlog=False)
-        self.egress, self.exporter = build_addons(policy)
+        self.egress, self.exporter = build_addons(policy, observers=observers)
         self.guard = ConnectionGuard(self.egress)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
@@ -89,105 +95,37 @@ def raise_open_file_limit() -> None:
         logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
 
 
-def build_addons(policy: Policy | None = None, metrics: Metrics | None = None) -> tuple[EgressPolicy, MetricsExporter]:
-    """The egress addon with ``metrics`` (fresh ones on their own registry when
-    omitted) as observer and decide timer, and the exporter serving them.
-
-    Also turns off prometheus_client's ``*_created`` series for this process:
-    in the text format they are extra gauges that would double the series
-    count without telling an operator anything.
-    """
-    disable_created_metrics()
-    metrics = metrics if metrics is not None else Metrics()
-    egress = EgressPolicy(policy, observers=[metrics])
-    egress.decide_timer = metrics.observe_decide
-    return egress, MetricsExporter(metrics, egress)
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
-class MetricsExporter:
-    """mitmproxy addon serving ``metrics`` and the health of ``egress`` over HTTP.
-
-    Options: ``azml_metrics_host`` (default 127.0.0.1) and
-    ``azml_metrics_port`` (default 9464, 0 disables). The server starts in
-    ``running`` (a port in use is logged as an error, which stops the proxy at
-    start-up), restarts when the options change later and stops in ``done``.
-    ``/readyz`` is ready while the proxy listens and a valid policy is loaded.
-    """
-
-    def __init__(self, metrics: Metrics, egress: EgressPolicy) -> None:
-        self.metrics = metrics
-        self.egress = egress
-        self.server: MetricsServer | None = None
-        self._running = False
-        self._master = None
-
-    def load(self, loader) -> None:
-        self._master = loader.master
-        loader.add_option("azml_metrics_host", str, DEFAULT_HOST,
-                          "Address of the HTTP server for /metrics, /healthz and /readyz.")
-        loader.add_option("azml_metrics_port", int, DEFAULT_PORT,
-                          "Port of the HTTP server for /metrics, /healthz and /readyz; 0 disables it.")
-
-    def configure(self, updated) -> None:
-        if not {"azml_metrics_host", "azml_metrics_port"} & updated:
-            return
-        port = ctx.options.azml_metrics_port
-        if not 0 <= port <= 65535:
-            raise exceptions.OptionsError(f"azml_metrics_port: {port} is outside 0..65535 (0 disables metrics)")
-        if not ctx.options.azml_metrics_host.strip():
-            raise exceptions.OptionsError("azml_metrics_host: empty; give an address such as 127.0.0.1")
-        if self._running:
-            self._stop()
-            self._start()
-
-    def running(self) -> None:
-        self._running = True
-        self._start()
-
-    def done(self) -> None:
-        self._running = False
-        self._stop()
-
-    def _start(self) -> None:
-        host, port = ctx.options.azml_metrics_host, ctx.options.azml_metrics_port
-        if port == 0:
-            return
-        server = MetricsServer(self.metrics.registry, self.problems, host, port)
-        try:
-            server.start()
-        except OSError as e:
-            logger.error(f"azml-egress: metrics server cannot listen on {host}:{port}: {e.strerror or e} "
-                         f"(choose another with --metrics-port / azml_metrics_port; 0 disables it)")
-            return
-        self.server = server
-        logger.info(f"azml-egress: metrics on {server.url}/metrics, health on /healthz and /readyz")
-
-    def _stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.stop()
-
-    def problems(self) -> list[str]:
-        """Why the proxy is not ready (empty when ready); called from the server thread."""
-        found = []
-        if self.egress.policy is None:
-            found.append("no valid policy is loaded")
-        proxy = self._master.addons.get("proxyserver") if self._running and self._master else None
-        if proxy is None or not any(server.is_running for server in list(proxy.servers)):
-            found.append("the proxy is not listening")
-        return found
+def start_recorder(policy: Policy, settings: RunSettings) -> LearnRecorder | None:
+    """The learn recorder in learn mode (its file written once already), else
+    ``None``; raises ``OSError`` when the learn file cannot be written."""
+    if policy.mode != "learn":
+        return None
+    recorder = LearnRecorder(settings.learn_file, settings.learn_interval, settings.learn_max_hosts,
+                             settings.learn_max_clients)
+    recorder.start()
+    return recorder
 
 
 def run(policy: Policy, settings: RunSettings) -> int:
-    """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+    """Run the proxy until SIGINT/SIGTERM; returns the process exit code.
+
+    In learn mode the learn file is written every ``settings.learn_interval``
+    seconds by a background thread and once more on shutdown.
+    """
     raise_open_file_limit()
 
-    async def main() -> int:
+    async def main(recorder: LearnRecorder | None) -> int:
         logging.getLogger().setLevel(logging.INFO)
         for noisy in ("tornado", "asyncio", "hpack", "quic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         opts = options.Options()
-        proxy = EgressMaster(opts, policy)
+        proxy = EgressMaster(opts, policy, observers=[recorder] if recorder else None)
         try:
             opts.update(
                 listen_host=settings.listen_host,
@@ -212,11 +150,25 @@ def run(policy: Policy, settings: RunSettings) -> int:
             loop.add_signal_handler(sig, proxy.shutdown)
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if recorder is not None:
+            logger.info(f"azml-egress: learn mode: recording to {recorder.path} every {recorder.interval:g} s")
         await proxy.run()
+        # Connections still open at shutdown are cancelled by asyncio.run; on
+        # Python 3.11 asyncio's stream callback then reports the cancellation as
+        # an error with a traceback (fixed in 3.12). It is no error.
+        loop.set_exception_handler(_ignore_cancelled)
         errors = proxy.addons.get("errorcheck")
         return 1 if errors and getattr(errors, "has_errored", False) else 0
 
     try:
-        return asyncio.run(main())
+        recorder = start_recorder(policy, settings)
+    except OSError as e:
+        print(f"azml-egress run: cannot write the learn file {settings.learn_file}: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(main(recorder))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if recorder is not None:
+            recorder.close()

@@ -1,4 +1,4 @@
-"""The runtime's metrics wiring: build_addons and the MetricsExporter addon
+"""The metrics wiring: build_addons and the MetricsExporter addon
 (options, server lifecycle, readiness), driven through mitmproxy's test context."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from proxy_addon.policy_loader import load_policy
-from proxy_addon.runtime import build_addons
+from proxy_addon.metrics_addon import build_addons
 
 from support.proxy import free_port
 
