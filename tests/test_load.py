@@ -107,8 +107,8 @@ def test_load_every_decision_logged_once(proxy_factory, tmp_path):
     assert outcomes[(True, 403)] == half
     lines = proxy.decisions(DECISIONS, timeout=30)
     assert len(lines) == DECISIONS
-    per_client = collections.Counter(line["client"] for line in lines)
-    assert max(per_client.values()) == 1  # one decision per connection, each logged once
+    per_host = collections.Counter(line["host"] for line in lines)
+    assert len(per_host) == DECISIONS and max(per_host.values()) == 1  # every host is asked once: one line each
     actions = collections.Counter((line["action"], line["reason"]) for line in lines)
     assert actions == {("allow", "rule_matched"): DECISIONS - half, ("deny", "no_rule_matched"): half}
     print(f"\nload: {DECISIONS} decisions ({TUNNELS} concurrent tunnels) in {elapsed:.1f} s "
