@@ -8,19 +8,28 @@ Load it into mitmdump with ``mitmdump -s "$(azml-egress addon-path)"`` or run
 * ``azml_policy``: policy file path or built-in name (empty: built-in default);
 * ``azml_mode``: ``enforce``, ``simulate`` or ``learn`` (empty: the policy's);
 * ``azml_decision_log``: also append decision lines to this file;
-* ``azml_log_stdout``: write decision lines to stdout (default true).
+* ``azml_log_stdout``: write decision lines to stdout (default true);
+* ``azml_resolve``: static name resolution entries ``NAME=ADDRESS``;
+* ``azml_watch``: reload the policy when its file changes (default true;
+  SIGHUP always reloads).
 
 Data path of a CONNECT: ``http_connect`` decides on the authority (403 on deny);
 ``next_layer`` peeks at the tunnel's first bytes, checks the TLS SNI against
 the CONNECT host and relays the tunnel as raw TCP (bytes counted, TLS never
 intercepted); ``server_connect`` refuses any upstream connection without an
-allow decision. The upstream connection is opened lazily, after these checks.
+allow decision, resolves the name once, refuses private/loopback/link-local
+addresses the policy does not list and connects to exactly the address it
+checked. The upstream connection is opened lazily, after these checks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
 from dataclasses import dataclass, replace
+from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http, tcp, tls
 from mitmproxy.net.tls import starts_like_tls_record
@@ -32,9 +41,12 @@ from .config import ConfigError
 from .decision import Action, Decision, Reason
 from .deny import deny_text
 from .hostnames import InvalidHost, normalise_host, printable, split_authority
+from .addresses import refusal
 from .observers import Observer, classify_upstream_error
 from .policy import MODES, Policy
 from .policy_loader import load_policy
+from .reload import PolicyFileWatch
+from .resolver import Resolver, ResolveError
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +100,16 @@ class EgressPolicy:
         self.observers: list[Observer] = list(observers or [])
         self._log: DecisionLog | None = None
         self._given_policy = policy is not None
-        self._allowed: dict[str, set[tuple[str, int]]] = {}
+        self._allowed: dict[str, dict[tuple[str, int], DecisionEvent]] = {}
         """client connection id -> (host, port) targets with an allow decision."""
+        self._decided: set[str] = set()
+        """client connection ids that got at least one decision."""
+        self._connecting: dict[str, DecisionEvent] = {}
+        """server connection id -> the decision that allowed it (until connected)."""
+        self.resolver = Resolver()
+        self._watch: PolicyFileWatch | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tunnels: dict[str, Tunnel] = {}
         """client connection id -> its CONNECT tunnel."""
 
@@ -100,6 +120,9 @@ class EgressPolicy:
         loader.add_option("azml_mode", str, "", "enforce, simulate or learn; empty to use the policy's mode.")
         loader.add_option("azml_decision_log", str, "", "Append one JSON decision line per decision to this file.")
         loader.add_option("azml_log_stdout", bool, True, "Write decision lines to stdout.")
+        loader.add_option("azml_resolve", Sequence[str], [],
+                          "Static name resolution: NAME=ADDRESS entries (NAME may be *.domain), like curl --resolve.")
+        loader.add_option("azml_watch", bool, True, "Reload the policy when its file changes.")
 
     def configure(self, updated) -> None:
         if "azml_mode" in updated and ctx.options.azml_mode and ctx.options.azml_mode not in MODES:
@@ -108,6 +131,7 @@ class EgressPolicy:
             if self._given_policy and not ctx.options.azml_policy:
                 assert self.policy is not None  # the runtime handed us a validated policy
                 self.mode = ctx.options.azml_mode or self.policy.mode
+                self.policy.mode = self.mode
             else:
                 try:
                     policy = load_policy(ctx.options.azml_policy or None, ctx.options.azml_mode or None)
@@ -115,6 +139,11 @@ class EgressPolicy:
                     self.notify("on_policy", None, False, str(e))
                     raise exceptions.OptionsError(f"azml_policy: {ctx.options.azml_policy or 'default'}:\n{e}") from e
                 self.install(policy)
+        if "azml_resolve" in updated:
+            try:
+                self.resolver = Resolver(ctx.options.azml_resolve)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"azml_resolve: {e}") from e
         if {"azml_decision_log", "azml_log_stdout"} & updated:
             try:
                 log = DecisionLog(ctx.options.azml_decision_log or None, ctx.options.azml_log_stdout)
@@ -141,10 +170,54 @@ class EgressPolicy:
             ctx.options.update(connection_strategy="lazy")
         if self.policy is not None and self._given_policy:
             self.notify("on_policy", self.policy, True)
+        self._loop = asyncio.get_running_loop()
+        self._reload_lock = asyncio.Lock()
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            try:
+                self._loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
+            except (NotImplementedError, RuntimeError):
+                logger.warning("azml-egress: SIGHUP reload is not available here")
+        if ctx.options.azml_watch and self.policy is not None:
+            try:
+                self._watch = PolicyFileWatch(self.policy.source, lambda: self.schedule_reload("file change"))
+                self._watch.start()
+            except OSError as e:
+                logger.warning(f"azml-egress: cannot watch {self.policy.source} for changes: {e}")
+                self._watch = None
 
     def done(self) -> None:
+        if self._watch:
+            self._watch.stop()
         if self._log:
             self._log.close()
+
+    # -- reload -----------------------------------------------------------------
+
+    def schedule_reload(self, why: str = "request") -> None:
+        """Reload the policy file on the event loop (thread-safe)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.reload(why)))
+
+    async def reload(self, why: str = "request") -> bool:
+        """Validate the policy file again and swap it in; a bad file is
+        rejected, logged and reported, and the previous policy stays."""
+        if self.policy is None:
+            return False
+        assert self._reload_lock is not None
+        async with self._reload_lock:
+            source, override = self.policy.source, ctx.options.azml_mode or None
+            try:
+                policy = await asyncio.get_running_loop().run_in_executor(None, load_policy, source, override)
+            except ConfigError as e:
+                logger.error(f"azml-egress: policy reload ({why}) rejected; keeping policy "
+                             f"{self.policy.name!r} ({self.policy.sha256[:12]}):\n{e}")
+                self.notify("on_policy", None, False, str(e))
+                return False
+            if policy.sha256 == self.policy.sha256 and policy.mode == self.policy.mode:
+                return True
+            logger.info(f"azml-egress: policy reloaded ({why})")
+            self.install(policy)
+            return True
 
     # -- deciding and reporting -------------------------------------------------
 
@@ -172,9 +245,10 @@ class EgressPolicy:
         event = self._event(decision, flow.client_conn, flow.request.method)
         flow.metadata[METADATA_KEY] = event
         self.notify("on_decision", event)
+        self._decided.add(flow.client_conn.id)
         if decision.allowed or not event.enforced:
             target = (flow.request.host, flow.request.port)
-            self._allowed.setdefault(flow.client_conn.id, set()).add(target)
+            self._allowed.setdefault(flow.client_conn.id, {})[target] = event
             if flow.request.method == "CONNECT":
                 self._tunnels[flow.client_conn.id] = Tunnel(target[0], target[1], event)
         else:
@@ -197,6 +271,7 @@ class EgressPolicy:
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None:
+            self._log_auth_failure(flow, "https")
             return
         try:
             self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", _client_ip(flow.client_conn)))
@@ -204,8 +279,13 @@ class EgressPolicy:
             self._fail_closed(flow, e)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live or flow.request.method == "CONNECT":
+        if flow.request.method == "CONNECT":
             return
+        if flow.response is not None or flow.error is not None or not flow.live:
+            self._log_auth_failure(flow, "http")
+            return
+        # credentials for the proxy never travel upstream
+        flow.request.headers.pop("Proxy-Authorization", None)
         try:
             if _transparent(flow.client_conn):
                 self._transparent_http(flow)  # no absolute-form target: decide on the Host header
@@ -230,6 +310,17 @@ class EgressPolicy:
         ):
             decision = self._host_mismatch(request.host_header, request.host, request.port, protocol)
         self._judge(flow, decision)
+
+    def _log_auth_failure(self, flow: http.HTTPFlow, protocol: str) -> None:
+        """Log the 407 another addon (proxy authentication) answered with."""
+        if flow.response is None or flow.response.status_code != 407 or METADATA_KEY in flow.metadata:
+            return
+        decision = Decision(Action.DENY, Reason.PROXY_AUTH_REQUIRED, protocol, printable(flow.request.host),
+                            flow.request.port, detail="proxy authentication required")
+        event = replace(self._event(decision, flow.client_conn, flow.request.method), mode="enforce")
+        flow.metadata[METADATA_KEY] = event
+        self._decided.add(flow.client_conn.id)
+        self.notify("on_decision", event)
 
     @staticmethod
     def _same_host(header: str, host: str, port: int, default_port: int) -> bool:
@@ -338,36 +429,86 @@ class EgressPolicy:
 
     # -- upstream connections ---------------------------------------------------
 
-    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Backstop: refuse any upstream connection without an allow decision."""
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Backstop and destination check for every upstream connection.
+
+        Refuses a connection without an allow decision; resolves the name once,
+        refuses addresses the policy does not allow (private, loopback,
+        link-local, ...) and pins the connection to the checked address.
+        """
         try:
             address = data.server.address
-            if address is not None and tuple(address) in self._allowed.get(data.client.id, set()):
+            event = self._allowed.get(data.client.id, {}).get(tuple(address)) if address else None
+            if event is None:
+                self._refuse_undecided(data)
                 return
-            tunnel = self._tunnels.get(data.client.id)
-            if tunnel is not None and tunnel.denied and (tunnel.host, tunnel.port) == tuple(address or ()):
-                data.server.error = "azml-egress: tunnel denied"  # the deny was logged by the SNI check
-                return
-            decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
-                                address[1] if address else 0, detail="server connection without an allow decision")
-            event = self._event(decision, data.client, "CONNECT")
-            self.notify("on_decision", event)
-            if event.enforced:
-                data.server.error = "azml-egress: no allow decision for this server connection"
+            await self._check_destination(data, event)
         except Exception:  # noqa: BLE001 - fail closed
             logger.exception("azml-egress: error in server_connect; refusing the connection")
             data.server.error = "azml-egress: internal error"
 
+    def _refuse_undecided(self, data: server_hooks.ServerConnectionHookData) -> None:
+        address = data.server.address
+        tunnel = self._tunnels.get(data.client.id)
+        if tunnel is not None and tunnel.denied and (tunnel.host, tunnel.port) == tuple(address or ()):
+            data.server.error = "azml-egress: tunnel denied"  # the deny was logged by the SNI check
+            return
+        decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
+                            address[1] if address else 0, detail="server connection without an allow decision")
+        event = self._event(decision, data.client, "CONNECT")
+        self.notify("on_decision", event)
+        if event.enforced:
+            data.server.error = "azml-egress: no allow decision for this server connection"
+
+    async def _check_destination(self, data: server_hooks.ServerConnectionHookData, event: DecisionEvent) -> None:
+        host, port = data.server.address
+        try:
+            addresses = await self.resolver.resolve(host, port)
+        except ResolveError as e:
+            self._refuse_destination(data, event, Reason.DNS_FAILURE, str(e))
+            return
+        allowed = self.policy.private_ranges_allowed if self.policy else ()
+        refusals = [(a, refusal(a, allowed)) for a in addresses]
+        usable = [a for a, why in refusals if why is None]
+        if usable:
+            data.server.address = (str(usable[0]), port)
+            self._connecting[data.server.id] = event
+            return
+        first, why = refusals[0]
+        self._refuse_destination(data, event, Reason.PRIVATE_ADDRESS,
+                                 f"{event.decision.host} resolves to {first} ({why}), which the policy does not allow "
+                                 "(options.private_ranges_allowed)", pin=first)
+
+    def _refuse_destination(self, data, event: DecisionEvent, reason: Reason, detail: str, pin=None) -> None:
+        denied = replace(event.decision, action=Action.DENY, reason=reason, detail=detail)
+        denied_event = self._event(denied, data.client, event.method)
+        self.notify("on_decision", denied_event)
+        if denied_event.enforced:
+            data.server.error = f"azml-egress: {reason.value}: {detail}"
+        elif pin is not None:
+            data.server.address = (str(pin), data.server.address[1])
+
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """A failed upstream connection gets its own decision-log line."""
         message = str(data.server.error or "")
         if message.startswith("azml-egress:"):
             return
-        tunnel = self._tunnels.get(data.client.id)
-        self.notify("on_upstream_error", tunnel.event if tunnel else None, classify_upstream_error(message), message)
+        kind = classify_upstream_error(message)
+        original = self._connecting.pop(data.server.id, None)
+        self.notify("on_upstream_error", original, kind, message)
+        if original is not None:
+            reason = Reason.DNS_FAILURE if kind == "dns" else Reason.UPSTREAM_ERROR
+            failed = replace(original.decision, action=Action.DENY, reason=reason,
+                             detail=f"upstream connection failed ({kind}): {printable(message, 200)}")
+            self.notify("on_decision", self._event(failed, data.client, original.method))
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._connecting.pop(data.server.id, None)
 
     def client_disconnected(self, client) -> None:
         self._allowed.pop(client.id, None)
         self._tunnels.pop(client.id, None)
+        self._decided.discard(client.id)
 
     # -- transparent mode (--set mode=transparent) --------------------------------
     # Redirected connections carry no CONNECT: the original destination
@@ -396,10 +537,11 @@ class EgressPolicy:
                                     detail="SNI TLS extension was missing; a redirected connection is decided on it")
             event = self._event(decision, client, "TLS", sni=sni, dst=f"{ip}:{port}")
             self.notify("on_decision", event)
+            self._decided.add(client.id)
             allowed = decision.allowed or not event.enforced
             self._tunnels[client.id] = Tunnel(ip, port, event, checked=True, denied=not allowed)
             if allowed:
-                self._allowed.setdefault(client.id, set()).add((ip, port))
+                self._allowed.setdefault(client.id, {})[(ip, port)] = event
         except Exception:  # noqa: BLE001 - fail closed: no allow decision, the backstop refuses
             logger.exception("azml-egress: error while deciding a redirected TLS connection; refusing it")
 

@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = RunSettings(
         listen_host=args.listen_host, listen_port=args.listen_port,
         decision_log=args.decision_log or "", scripts=args.scripts or [], set_options=args.set_options or [],
+        resolve=args.resolve or [], mode=args.mode or "",
     )
     eprint(f"azml-egress {__version__}: proxy http://{args.listen_host}:{args.listen_port} "
            f"policy {policy.name!r} ({policy.source}), mode {policy.mode}")
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decision-log", metavar="FILE", help="also append decision lines to FILE")
     p.add_argument("-s", "--script", dest="scripts", action="append", metavar="FILE",
                    help="load a mitmproxy addon script as well (repeatable)")
+    p.add_argument("--resolve", action="append", metavar="NAME=ADDRESS",
+                   help="resolve NAME (or *.domain) to ADDRESS instead of asking DNS (repeatable)")
     p.add_argument("--set", dest="set_options", action="append", metavar="NAME=VALUE",
                    help="set a mitmproxy option (repeatable)")
     p.set_defaults(func=cmd_run)

@@ -184,5 +184,6 @@ def validate_schema(src: Source, schema: dict[str, Any]) -> None:
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` or an empty string."""
-    hint = difflib.get_close_matches(word, list(choices), n=1)
+    choices = list(choices)
+    hint = difflib.get_close_matches(word, choices, n=1) or sorted(c for c in choices if c.startswith(word))
     return f"; did you mean {hint[0]!r}?" if hint else ""

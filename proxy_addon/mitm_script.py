@@ -2,9 +2,31 @@
 
     mitmdump -s "$(azml-egress addon-path)" --set azml_policy=config/policies/default.yaml
 
-Options: azml_policy, azml_mode, azml_decision_log, azml_log_stdout (see proxy_addon.addon).
+Options: azml_policy, azml_mode, azml_decision_log, azml_log_stdout, azml_resolve,
+azml_watch (see proxy_addon.addon). If the package cannot be imported, every
+request is refused (the proxy fails closed rather than running without its
+allowlist).
 """
 
-from proxy_addon.addon import EgressPolicy
+import logging
 
-addons = [EgressPolicy()]
+try:
+    from proxy_addon.addon import EgressPolicy
+
+    addons = [EgressPolicy()]
+except Exception as _error:  # noqa: BLE001 - fail closed
+    logging.error(f"azml-egress could not be loaded ({_error!r}); refusing every request")
+
+    class _RefuseEverything:
+        def http_connect(self, flow):
+            from mitmproxy import http
+
+            flow.response = http.Response.make(503, b"azml-egress failed to load; refusing\n")
+
+        def requestheaders(self, flow):
+            self.http_connect(flow)
+
+        def server_connect(self, data):
+            data.server.error = "azml-egress failed to load"
+
+    addons = [_RefuseEverything()]

@@ -103,6 +103,8 @@ class Policy:
     options: dict[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     features_by_id: dict[str, Feature] = field(default_factory=dict)
+    private_ranges_allowed: tuple[IPNetwork, ...] = ()
+    """Destination networks exempt from the private-address refusal."""
 
     def __post_init__(self) -> None:
         self._index: PatternIndex[tuple[Pattern, Placement]] = PatternIndex()

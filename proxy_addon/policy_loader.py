@@ -274,6 +274,10 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
     if mode is not None and mode not in MODES:
         raise ConfigError([Problem(src.file, ("mode",), None, f"mode {mode!r} is not one of {', '.join(MODES)}")])
     options = dict(data.get("options") or {})
+    private = builder.networks(options.get("private_ranges_allowed") or [], ("options", "private_ranges_allowed"),
+                               "private ranges the proxy may connect to")
+    if builder.problems:
+        raise ConfigError(builder.problems)
     others = [c for c in builtin_catalogs() if c.id != catalog.id]
     return Policy(
         groups=tuple(groups),
@@ -288,4 +292,5 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
         options=options,
         warnings=tuple(builder.warnings),
         features_by_id=all_features,
+        private_ranges_allowed=private,
     )

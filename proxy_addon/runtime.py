@@ -34,6 +34,10 @@ class RunSettings:
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
+    resolve: list[str] = field(default_factory=list)
+    """Static name resolution entries ``NAME=ADDRESS``."""
+    mode: str = ""
+    """Mode override (kept across policy reloads); empty: the policy's."""
 
 
 class EgressMaster(master.Master):
@@ -71,7 +75,8 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 listen_port=settings.listen_port,
                 azml_decision_log=settings.decision_log,
                 azml_log_stdout=settings.log_stdout,
-                azml_mode=policy.mode,
+                azml_mode=settings.mode,
+                azml_resolve=settings.resolve,
                 connection_strategy="lazy",
             )
             if settings.set_options:

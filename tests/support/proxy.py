@@ -17,6 +17,10 @@ from .upstream import Upstream
 
 ROUTER = Path(__file__).with_name("route_to_local.py")
 
+TEST_ADDRESS = "192.0.2.10"
+"""Every public test name resolves here (TEST-NET-1) before the router sends it to 127.0.0.1."""
+RESOLVE = [f"*.{tld}={TEST_ADDRESS}" for tld in ("org", "com", "net", "ms", "io", "example", "ai", "cn", "us", "dev")]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -101,21 +105,27 @@ def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (),
     stdout_path = tmp_path / f"proxy-{port}.out"
     run_env = dict(os.environ, **(env or {}))
     scripts: list[str] = []
+    resolve: list[str] = []
     if upstream is not None and route:
         run_env["AZML_TEST_HTTPS_PORT"] = str(upstream.https_port)
         run_env["AZML_TEST_HTTP_PORT"] = str(upstream.http_port)
         scripts = [str(ROUTER)]
+        resolve = RESOLVE
     if mitmdump:
         addon = Path(__file__).resolve().parents[2] / "proxy_addon" / "mitm_script.py"
         cmd = [shutil.which("mitmdump") or "mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
                "-q", "-s", str(addon), "--set", f"azml_decision_log={log}", "--set", "azml_log_stdout=false"]
         for s in scripts:
             cmd += ["-s", s]
+        for r in resolve:
+            cmd += ["--set", f"azml_resolve={r}"]
         cmd += list(args)
     else:
         cmd = azml_egress_command() + ["run", "--listen-port", str(port), "--decision-log", str(log)]
         for s in scripts:
             cmd += ["-s", s]
+        for r in resolve:
+            cmd += ["--resolve", r]
         cmd += list(args)
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
         process = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=run_env)
