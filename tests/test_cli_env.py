@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from proxy_addon.cli import main
@@ -50,3 +52,11 @@ def test_unknown_client_is_a_usage_error(capsys):
         main(["env", "--for", "yum"])
     assert exc.value.code == 2
     assert "invalid choice: 'yum'" in capsys.readouterr().err
+
+
+def test_readme_shows_the_current_output(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for argv in (["--for", "pip"], []):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0
+        assert f"$ azml-egress env {' '.join(argv)}".rstrip() + "\n" + out in readme, argv

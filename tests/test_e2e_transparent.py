@@ -191,6 +191,16 @@ def test_redirected_client_is_decided_on_sni_and_host_header(namespaces, pki, tm
         assert [(x["protocol"], x["host"], x["port"], x["action"]) for x in lines[2:4]] == [
             ("http", "pypi.org", 80, "allow"), ("http", "evil.example", 80, "deny")]
 
+        # TLS without SNI: nothing to decide on, closed
+        if shutil.which("openssl"):
+            no_sni = sh("ip", "netns", "exec", client_ns, "setpriv", f"--reuid={CLIENT_UID}", f"--regid={CLIENT_UID}",
+                        "--clear-groups", "openssl", "s_client", "-connect", f"{UPSTREAM_ADDR}:443", "-noservername",
+                        "-CAfile", str(ca), "-brief", input="", check=False)
+            assert "Verification" not in no_sni.stderr
+            line = decisions(5)[4]
+            assert (line["action"], line["reason"], line["host"], line["sni"]) == (
+                "deny", "sni_missing", UPSTREAM_ADDR, None)
+
         hosts_served = {line.split()[0] for line in served.read_text().splitlines()}
         assert hosts_served == {"pypi.org"}
         assert "Traceback" not in err.read_text()
