@@ -236,13 +236,20 @@ class EgressPolicy:
             except Exception:  # noqa: BLE001 - an observer must never break deciding
                 logger.exception(f"azml-egress: observer {type(observer).__name__}.{method} failed")
 
-    def _event(self, decision: Decision, client_conn, method: str, **extra) -> DecisionEvent:
+    def event_for(self, decision: Decision, client_conn, method: str, **extra) -> DecisionEvent:
         return DecisionEvent(decision=decision, mode=self.mode, client=_client(client_conn), method=method,
                              policy=self.policy.name if self.policy else "", extra=tuple(extra.items()))
 
+    def has_decided(self, client_id: str) -> bool:
+        """Whether the client connection got at least one decision."""
+        return client_id in self._decided
+
+    def mark_decided(self, client_id: str) -> None:
+        self._decided.add(client_id)
+
     def _judge(self, flow: http.HTTPFlow, decision: Decision) -> None:
         """Log the decision; deny in enforce mode, remember allowed targets."""
-        event = self._event(decision, flow.client_conn, flow.request.method)
+        event = self.event_for(decision, flow.client_conn, flow.request.method)
         flow.metadata[METADATA_KEY] = event
         self.notify("on_decision", event)
         self._decided.add(flow.client_conn.id)
@@ -263,7 +270,7 @@ class EgressPolicy:
         decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https" if flow.request.method == "CONNECT" else "http",
                             printable(getattr(flow.request, "host", "?")), 0,
                             detail=f"internal error: {type(error).__name__}")
-        event = self._event(decision, flow.client_conn, flow.request.method)
+        event = self.event_for(decision, flow.client_conn, flow.request.method)
         self.notify("on_decision", event)
         flow.response = self._response(replace(event, mode="enforce"))
 
@@ -317,7 +324,7 @@ class EgressPolicy:
             return
         decision = Decision(Action.DENY, Reason.PROXY_AUTH_REQUIRED, protocol, printable(flow.request.host),
                             flow.request.port, detail="proxy authentication required")
-        event = replace(self._event(decision, flow.client_conn, flow.request.method), mode="enforce")
+        event = replace(self.event_for(decision, flow.client_conn, flow.request.method), mode="enforce")
         flow.metadata[METADATA_KEY] = event
         self._decided.add(flow.client_conn.id)
         self.notify("on_decision", event)
@@ -370,9 +377,18 @@ class EgressPolicy:
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.
         data.ignore_connection = True
-        if _transparent(data.context.client) and data.context.client.id not in self._tunnels:
+        client = data.context.client
+        if _transparent(client) and client.id not in self._tunnels:
             self._transparent_tls(data)  # no CONNECT: decide on the SNI
-        tunnel = self._tunnels.get(data.context.client.id)
+        tunnel = self._tunnels.get(client.id)
+        if tunnel is None and data.context.server.address is None and client.id not in self._decided:
+            # TLS spoken to the proxy port itself (an https:// proxy URL): refuse
+            self._decided.add(client.id)
+            decision = Decision(Action.DENY, Reason.INVALID_REQUEST, "https", printable(data.client_hello.sni or "-"),
+                                0, detail="TLS was spoken to the proxy port; use an http:// proxy URL")
+            self.notify("on_decision", replace(self.event_for(decision, client, "-"), mode="enforce"))
+            client.error = "azml-egress: TLS to the proxy port; use an http:// proxy URL"
+            return
         if tunnel is not None and not tunnel.checked:
             tunnel.checked = True
             if not self._check_sni(data.context.client, tunnel, data.client_hello.sni):
@@ -400,7 +416,7 @@ class EgressPolicy:
                     return True
                 denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISMATCH,
                                  detail=f"TLS SNI {printable(sni)!r} does not name the CONNECT host {tunnel.host}")
-            event = self._event(denied, client, "CONNECT", sni=sni)
+            event = self.event_for(denied, client, "CONNECT", sni=sni)
             self.notify("on_decision", event)
             return not event.enforced
         return True
@@ -455,7 +471,7 @@ class EgressPolicy:
             return
         decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
                             address[1] if address else 0, detail="server connection without an allow decision")
-        event = self._event(decision, data.client, "CONNECT")
+        event = self.event_for(decision, data.client, "CONNECT")
         self.notify("on_decision", event)
         if event.enforced:
             data.server.error = "azml-egress: no allow decision for this server connection"
@@ -481,7 +497,7 @@ class EgressPolicy:
 
     def _refuse_destination(self, data, event: DecisionEvent, reason: Reason, detail: str, pin=None) -> None:
         denied = replace(event.decision, action=Action.DENY, reason=reason, detail=detail)
-        denied_event = self._event(denied, data.client, event.method)
+        denied_event = self.event_for(denied, data.client, event.method)
         self.notify("on_decision", denied_event)
         if denied_event.enforced:
             data.server.error = f"azml-egress: {reason.value}: {detail}"
@@ -500,7 +516,7 @@ class EgressPolicy:
             reason = Reason.DNS_FAILURE if kind == "dns" else Reason.UPSTREAM_ERROR
             failed = replace(original.decision, action=Action.DENY, reason=reason,
                              detail=f"upstream connection failed ({kind}): {printable(message, 200)}")
-            self.notify("on_decision", self._event(failed, data.client, original.method))
+            self.notify("on_decision", self.event_for(failed, data.client, original.method))
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._connecting.pop(data.server.id, None)
@@ -535,7 +551,7 @@ class EgressPolicy:
             else:
                 decision = Decision(Action.DENY, Reason.SNI_MISSING, "https", printable(ip), port,
                                     detail="SNI TLS extension was missing; a redirected connection is decided on it")
-            event = self._event(decision, client, "TLS", sni=sni, dst=f"{ip}:{port}")
+            event = self.event_for(decision, client, "TLS", sni=sni, dst=f"{ip}:{port}")
             self.notify("on_decision", event)
             self._decided.add(client.id)
             allowed = decision.allowed or not event.enforced

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -50,7 +51,23 @@ def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Po
 
 # -- run ----------------------------------------------------------------------
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    authenticated = bool(args.proxyauth) or any(o.startswith("proxyauth=") for o in args.set_options or [])
+    if not _is_loopback(args.listen_host) and not authenticated and not args.allow_unauthenticated:
+        eprint(f"azml-egress run: listening on {args.listen_host} (not loopback) needs proxy authentication "
+               "(--proxyauth USER:PASS or --proxyauth @HTPASSWD_FILE) or an explicit --allow-unauthenticated")
+        return EXIT_ERROR
+    if args.proxyauth:
+        args.set_options = [*(args.set_options or []), f"proxyauth={args.proxyauth}"]
     policy = load_policy_or_exit(args, args.mode)
     from .runtime import RunSettings, run  # mitmproxy is imported only here
 
@@ -183,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decision-log", metavar="FILE", help="also append decision lines to FILE")
     p.add_argument("-s", "--script", dest="scripts", action="append", metavar="FILE",
                    help="load a mitmproxy addon script as well (repeatable)")
+    p.add_argument("--proxyauth", metavar="SPEC",
+                   help="require proxy authentication: USER:PASS or @HTPASSWD_FILE (mitmproxy's proxyauth)")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="allow listening on a non-loopback address without proxy authentication")
     p.add_argument("--resolve", action="append", metavar="NAME=ADDRESS",
                    help="resolve NAME (or *.domain) to ADDRESS instead of asking DNS (repeatable)")
     p.add_argument("--set", dest="set_options", action="append", metavar="NAME=VALUE",

@@ -12,8 +12,10 @@ import logging
 
 try:
     from proxy_addon.addon import EgressPolicy
+    from proxy_addon.guard import ConnectionGuard
 
-    addons = [EgressPolicy()]
+    _egress = EgressPolicy()
+    addons = [ConnectionGuard(_egress), _egress]
 except Exception as _error:  # noqa: BLE001 - fail closed
     logging.error(f"azml-egress could not be loaded ({_error!r}); refusing every request")
 

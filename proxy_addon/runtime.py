@@ -18,6 +18,7 @@ from mitmproxy import exceptions, master, options
 from mitmproxy.addons import block, core, errorcheck, next_layer, proxyauth, proxyserver, script, termlog, tlsconfig
 
 from .addon import EgressPolicy
+from .guard import ConnectionGuard
 from .policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class EgressMaster(master.Master):
     def __init__(self, opts: options.Options, policy: Policy) -> None:
         super().__init__(opts, with_termlog=False)
         self.egress = EgressPolicy(policy)
+        self.guard = ConnectionGuard(self.egress)
         self.addons.add(
             termlog.TermLog(out=sys.stderr),
             core.Core(),
@@ -54,14 +56,28 @@ class EgressMaster(master.Master):
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
+            self.guard,
             self.egress,
             script.ScriptLoader(),
             errorcheck.ErrorCheck(),
         )
 
 
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit (two per tunnel)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
+
+
 def run(policy: Policy, settings: RunSettings) -> int:
     """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+    raise_open_file_limit()
 
     async def main() -> int:
         logging.getLogger().setLevel(logging.INFO)
@@ -83,8 +99,8 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 opts.set(*settings.set_options)
             if settings.scripts:
                 opts.update(scripts=settings.scripts)
-        except exceptions.OptionsError as e:
-            print(f"azml-egress run: {e}", file=sys.stderr)
+        except (exceptions.OptionsError, NotImplementedError, ValueError, KeyError) as e:
+            print(f"azml-egress run: bad option: {e}", file=sys.stderr)
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
