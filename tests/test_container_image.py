@@ -99,7 +99,7 @@ def test_image_runs_read_only_as_its_user(image, tmp_path, pki, upstream):
             skip_next = False
             continue
         if arg in PENDING_RUN_FLAGS:
-            skip_next = arg != "--allow-unauthenticated"
+            skip_next = True
             continue
         if argv[i - 1] == "--listen-port":
             arg = str(port)

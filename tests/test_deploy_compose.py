@@ -110,7 +110,7 @@ def test_proxy_service_is_locked_down_and_authenticated(compose):
     assert proxy["build"] == {"context": "../..", "dockerfile": "deploy/container/Containerfile"}
     argv = [a.replace("${AZML_PROXY_PASSWORD:?set AZML_PROXY_PASSWORD (letters and digits)}", "pw")
             for a in proxy["command"]]
-    assert "--listen-host=0.0.0.0" in argv and "--set=proxyauth=azml:pw" in argv
+    assert "--listen-host=0.0.0.0" in argv and "--proxyauth=azml:pw" in argv
     assert "./policy.yaml:/etc/azml-egress/policy.yaml:ro" in proxy["volumes"]
     assert load_policy(str(COMPOSE_DIR / "policy.yaml")).name == "team-policy"
     pending = check_run_argv(argv)

@@ -194,7 +194,7 @@ def test_shared_proxy_service_hpa_pdb_and_network_policy_agree():
         "kubernetes.io/metadata.name": "monitoring"}
     # listening on all addresses requires proxy authentication or an explicit opt-out
     assert _flag(proxy["args"], "--listen-host") == "0.0.0.0"
-    assert (_flag(proxy["args"], "--set") or "").startswith("proxyauth=@") or "--allow-unauthenticated" in proxy["args"]
+    assert (_flag(proxy["args"], "--proxyauth") or "").startswith("@") or "--allow-unauthenticated" in proxy["args"]
 
 
 def test_proxy_command_lines_parse():

@@ -12,9 +12,9 @@ from proxy_addon.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
-PENDING_RUN_FLAGS = frozenset({"--metrics-host", "--metrics-port", "--allow-unauthenticated"})
-"""``run`` flags the deploy files use that come with the metrics/health server
-and the listen-address guard; where this checkout lacks them, tests say so."""
+PENDING_RUN_FLAGS = frozenset({"--metrics-host", "--metrics-port"})
+"""``run`` flags the deploy files use that come with the metrics and health
+server; where this checkout lacks them, tests say so."""
 
 
 def tool(name: str) -> str | None:
@@ -40,7 +40,7 @@ def check_run_argv(argv: list[str]) -> set[str]:
         flag = item.split("=", 1)[0]
         if flag in PENDING_RUN_FLAGS:
             pending.add(flag)
-            expect_value = "=" not in item and flag != "--allow-unauthenticated"
+            expect_value = "=" not in item
             continue
         if expect_value and not item.startswith("-"):
             expect_value = False
