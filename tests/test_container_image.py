@@ -152,6 +152,14 @@ def test_image_runs_read_only_as_its_user(image, tmp_path, pki, upstream):
         stat = subprocess.run(["nsenter", "-t", str(proxy.pid), "-m", "stat", "-c", "%u %n",
                                f"{root}/var/log/azml-egress/decisions.jsonl"], capture_output=True, text=True)
         assert stat.stdout.startswith("10001 "), stat.stderr
+        if not pending:
+            # the image's own HEALTHCHECK command, as the image's user, inside the image
+            test = config["Healthcheck"]["Test"]
+            assert test[0] == "CMD"
+            health = subprocess.run(["nsenter", "-t", str(proxy.pid), "-m", "chroot", "--userspec=10001:10001", root,
+                                     "/usr/bin/env", "-i", *config["Config"]["Env"], *test[1:]],
+                                    capture_output=True, text=True, timeout=30)
+            assert health.returncode == 0, health.stderr
         write = subprocess.run(["nsenter", "-t", str(proxy.pid), "-m", "chroot", "--userspec=10001:10001", root,
                                 "touch", "/opt/azml-egress/x"], capture_output=True, text=True)
         assert write.returncode != 0 and "Read-only file system" in write.stderr
