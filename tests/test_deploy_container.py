@@ -8,10 +8,11 @@ import json
 import subprocess
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
 from proxy_addon import __version__
 from support.deploy import DEPLOY, check_run_argv, tool
+
+DockerfileParser = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse is not installed").DockerfileParser
 
 CONTAINERFILE = DEPLOY / "container" / "Containerfile"
 
