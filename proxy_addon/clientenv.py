@@ -28,6 +28,8 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .hostnames import InvalidHost, normalise_host
+
 CLIENTS = ("shell", "pip", "conda", "r", "az", "docker", "apt", "git", "npm")
 """Clients :func:`render` knows, in the order ``--for all`` prints them."""
 
@@ -79,9 +81,14 @@ def normalise_proxy_url(text: str) -> tuple[str, str, int]:
     raw = text.strip()
     if not raw:
         raise ClientEnvError("proxy URL is empty; write http://HOST:PORT, e.g. http://127.0.0.1:3128")
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        raise ClientEnvError(f"proxy URL {text!r} contains blanks or control characters; write http://HOST:PORT")
     if "://" not in raw:
         raw = "http://" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as e:
+        raise ClientEnvError(f"proxy URL {text!r} is not a URL ({e}); write http://HOST:PORT") from None
     scheme = parts.scheme.lower()
     if scheme == "https":
         raise ClientEnvError(
@@ -98,6 +105,10 @@ def normalise_proxy_url(text: str) -> tuple[str, str, int]:
     if not host:
         raise ClientEnvError(f"proxy URL {text!r} has no host; write http://HOST:PORT")
     try:
+        normalise_host(host)
+    except InvalidHost as e:
+        raise ClientEnvError(f"proxy URL {text!r}: host {host!r} is not a host name or IP address ({e})") from None
+    try:
         port = parts.port
     except ValueError:
         raise ClientEnvError(f"proxy URL {text!r}: the port is not a number in 1..65535") from None
@@ -113,7 +124,7 @@ def check_no_proxy(entry: str) -> str:
     value = entry.strip()
     if not value:
         raise ClientEnvError("no-proxy entry is empty")
-    if "://" in value or any(c in value for c in ", \t\"'"):
+    if "://" in value or any(c in ",\"'" or c.isspace() or not c.isprintable() for c in value):
         raise ClientEnvError(f"no-proxy entry {entry!r}: write a host name, .domain suffix, IP or CIDR "
                              f"(e.g. .privatelink.api.azureml.ms or 10.0.0.0/8), one per option")
     if "/" in value:
