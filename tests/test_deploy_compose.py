@@ -113,6 +113,9 @@ def test_proxy_service_is_locked_down_and_authenticated(compose):
     assert "--listen-host=0.0.0.0" in argv and "--proxyauth=azml:pw" in argv
     assert "./policy.yaml:/etc/azml-egress/policy.yaml:ro" in proxy["volumes"]
     assert load_policy(str(COMPOSE_DIR / "policy.yaml")).name == "team-policy"
+    # the same team policy as the Kubernetes ConfigMap
+    configmap = yaml.safe_load((DEPLOY / "kubernetes" / "base" / "policy-configmap.yaml").read_text())
+    assert yaml.safe_load((COMPOSE_DIR / "policy.yaml").read_text()) == yaml.safe_load(configmap["data"]["policy.yaml"])
     pending = check_run_argv(argv)
     if pending:
         pytest.skip(f"the rest parses; this checkout's 'azml-egress run' lacks {', '.join(sorted(pending))}")
