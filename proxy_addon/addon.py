@@ -35,7 +35,7 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions, http, tcp, tls
 from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import layers, server_hooks
+from mitmproxy.proxy import layers, mode_specs, server_hooks
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from .audit import DecisionEvent, DecisionLog
@@ -67,6 +67,11 @@ def _client(conn: object) -> str:
 def _client_ip(conn: object) -> str | None:
     peer = getattr(conn, "peername", None)
     return peer[0] if peer else None
+
+
+def _transparent(client: object) -> bool:
+    """Whether the client connection came in through a transparent-mode listener."""
+    return isinstance(getattr(client, "proxy_mode", None), mode_specs.TransparentMode)
 
 
 @dataclass
@@ -300,7 +305,10 @@ class EgressPolicy:
         # credentials for the proxy never travel upstream
         flow.request.headers.pop("Proxy-Authorization", None)
         try:
-            self._plain_http(flow)
+            if _transparent(flow.client_conn):
+                self._transparent_http(flow)  # no absolute-form target: decide on the Host header
+            else:
+                self._plain_http(flow)
         except Exception as e:  # noqa: BLE001 - fail closed
             self._fail_closed(flow, e)
 
@@ -378,6 +386,8 @@ class EgressPolicy:
         # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.
         data.ignore_connection = True
         client = data.context.client
+        if _transparent(client) and client.id not in self._tunnels:
+            self._transparent_tls(data)  # no CONNECT: decide on the SNI
         tunnel = self._tunnels.get(client.id)
         if tunnel is None and data.context.server.address is None and client.id not in self._decided:
             # TLS spoken to the proxy port itself (an https:// proxy URL): refuse
@@ -523,3 +533,49 @@ class EgressPolicy:
         self._allowed.pop(client.id, None)
         self._tunnels.pop(client.id, None)
         self._decided.discard(client.id)
+
+    # -- transparent mode (--set mode=transparent) --------------------------------
+    # Redirected connections carry no CONNECT: the original destination
+    # (context.server.address) is an IP, so the name decided on is the TLS SNI
+    # or the HTTP Host header, and the upstream is that original destination.
+
+    def _transparent_tls(self, data: tls.ClientHelloData) -> None:
+        """Decide a redirected TLS connection on its SNI and the original port.
+
+        Allowed: the original destination is marked allowed for this client.
+        Denied (enforce): a denied :class:`Tunnel` makes ``server_connect``
+        refuse the upstream connection, so the client's connection is closed.
+        The decision is logged with ``sni`` and ``dst`` (original ``ip:port``).
+        """
+        client = data.context.client
+        address = data.context.server.address
+        try:
+            ip, port = address[0], address[1]
+            sni = data.client_hello.sni
+            if sni:
+                decision = self.decide(sni, port, "https", _client_ip(client))
+            elif self.policy is not None and self.policy.options.get("sni_missing") == "allow":
+                decision = self.decide(ip, port, "https", _client_ip(client))
+            else:
+                decision = Decision(Action.DENY, Reason.SNI_MISSING, "https", printable(ip), port,
+                                    detail="SNI TLS extension was missing; a redirected connection is decided on it")
+            event = self.event_for(decision, client, "TLS", sni=sni, dst=f"{ip}:{port}")
+            self.notify("on_decision", event)
+            self._decided.add(client.id)
+            allowed = decision.allowed or not event.enforced
+            self._tunnels[client.id] = Tunnel(ip, port, event, checked=True, denied=not allowed)
+            if allowed:
+                self._allowed.setdefault(client.id, {})[(ip, port)] = event
+        except Exception:  # noqa: BLE001 - fail closed: no allow decision, the backstop refuses
+            logger.exception("azml-egress: error while deciding a redirected TLS connection; refusing it")
+
+    def _transparent_http(self, flow: http.HTTPFlow) -> None:
+        """Decide a redirected plain-HTTP request on its Host header name and the
+        original destination port (``flow.request.host`` is the original IP)."""
+        request = flow.request
+        header = request.host_header or ""
+        try:
+            name, _ = split_authority(header, request.port)
+        except InvalidHost:
+            name = header
+        self._judge(flow, self.decide(name, request.port, "http", _client_ip(flow.client_conn)))

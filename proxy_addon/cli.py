@@ -23,7 +23,7 @@ from .hostnames import DEFAULT_PORTS, InvalidHost, printable, split_authority
 from .policy import MODES, Policy
 from .policy_loader import load_policy
 
-COMMAND_MODULES: list[str] = ["proxy_addon.cli_export", "proxy_addon.cli_learn"]
+COMMAND_MODULES: list[str] = ["proxy_addon.cli_export", "proxy_addon.cli_learn", "proxy_addon.cli_env"]
 """Modules that add subcommands: each has ``register(subparsers)``."""
 
 EXIT_OK, EXIT_DENY, EXIT_ERROR = 0, 1, 2
