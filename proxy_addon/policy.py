@@ -208,6 +208,10 @@ class Policy:
     @staticmethod
     def _near_miss_detail(rule: Rule, protocol: str, port: int, client_ip: str | None) -> str:
         allowed = ", ".join(f"{p}:{n}" for p, n in sorted(rule.protocols))
+        if not rule.protocols:
+            network = ", ".join(f"{p}:{n}" for p, n in rule.network_protocols) or "no HTTP(S) port"
+            return (f"rule {rule.name!r} matches the host but only for {network}, which needs an Azure Firewall "
+                    "network rule; an HTTP proxy cannot carry it")
         if (protocol, port) in rule.protocols:
             return f"rule {rule.name!r} matches the host but not the source address {client_ip}"
         return f"rule {rule.name!r} matches the host but allows only {allowed}, not {protocol}:{port}"
@@ -245,7 +249,7 @@ class Policy:
         return replace(
             decision,
             feature=feature.id, feature_title=feature.title, group=feature.group,
-            feature_enabled=feature.id in self.enabled_features,
+            feature_enabled=feature.catalog == self.catalog.id and feature.id in self.enabled_features,
             catalog=feature.catalog,
             catalog_pattern=attribution.pattern if attribution and attribution.feature.id == feature.id else None,
         )

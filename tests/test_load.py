@@ -12,6 +12,7 @@ import resource
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 TUNNELS = int(os.environ.get("AZML_LOAD_TUNNELS", "1000"))
 DECISIONS = int(os.environ.get("AZML_LOAD_DECISIONS", "20000"))
@@ -93,7 +94,7 @@ def test_load_every_decision_logged_once(proxy_factory, tmp_path):
             f"  - {{name: load, priority: 100, action: allow, rules: [{{name: r, target_fqdns: ['*.load.example'],"
             f" protocols: ['https:{echo_port}']}}]}}\n")
         proxy = proxy_factory(["--config", str(policy), "--resolve", "*.load.example=127.0.0.1",
-                               "--set", "azml_log_stdout=false"], route=False)
+                               "--set", "azml_log_stdout=false"], route=False, metrics=True)
         started = time.monotonic()
         outcomes = await asyncio.wait_for(run_load(proxy.port, echo_port), DEADLINE_SECONDS)
         elapsed = time.monotonic() - started
@@ -111,5 +112,13 @@ def test_load_every_decision_logged_once(proxy_factory, tmp_path):
     assert len(per_host) == DECISIONS and max(per_host.values()) == 1  # every host is asked once: one line each
     actions = collections.Counter((line["action"], line["reason"]) for line in lines)
     assert actions == {("allow", "rule_matched"): DECISIONS - half, ("deny", "no_rule_matched"): half}
+    # the metrics agree with the log, decision for decision
+    counted: collections.Counter = collections.Counter()
+    for family in text_string_to_metric_families(proxy.scrape()):
+        if family.name == "azml_egress_decisions":
+            for sample in family.samples:
+                if sample.name == "azml_egress_decisions_total" and sample.value:
+                    counted[(sample.labels["action"], sample.labels["reason"])] += int(sample.value)
+    assert counted == actions
     print(f"\nload: {DECISIONS} decisions ({TUNNELS} concurrent tunnels) in {elapsed:.1f} s "
           f"= {DECISIONS / elapsed:.0f}/s")
