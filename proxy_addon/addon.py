@@ -25,6 +25,7 @@ checked. The upstream connection is opened lazily, after these checks.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import threading
@@ -89,6 +90,8 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
         loader.add_option("azml_resolve", Sequence[str], [],
                           "Static name resolution: NAME=ADDRESS entries (NAME may be *.domain), like curl --resolve.")
         loader.add_option("azml_watch", bool, True, "Reload the policy when its file changes.")
+        loader.add_option("azml_allow_unauthenticated", bool, False,
+                          "Serve clients beyond loopback although proxy authentication (proxyauth) is off.")
 
     def configure(self, updated) -> None:
         if "azml_mode" in updated and ctx.options.azml_mode and ctx.options.azml_mode not in MODES:
@@ -256,6 +259,8 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
             self._log_auth_failure(flow, "https")
             return
         try:
+            if self._refuse_unauthenticated(flow, "https"):
+                return
             self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", client_ip(flow.client_conn)))
         except Exception as e:  # noqa: BLE001 - fail closed
             self._fail_closed(flow, e)
@@ -269,6 +274,8 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
         # credentials for the proxy never travel upstream
         flow.request.headers.pop("Proxy-Authorization", None)
         try:
+            if not is_transparent(flow.client_conn) and self._refuse_unauthenticated(flow, "http"):
+                return
             if is_transparent(flow.client_conn):
                 self._transparent_http(flow)  # no absolute-form target: decide on the Host header
             else:
@@ -292,6 +299,30 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
         ):
             decision = self._host_mismatch(request.host_header, request.host, request.port, protocol)
         self._judge(flow, decision)
+
+    def _refuse_unauthenticated(self, flow: http.HTTPFlow, protocol: str) -> bool:
+        """Refuse a client from beyond loopback when the proxy has no proxy
+        authentication and was not told to allow that (``mitmdump`` listens
+        on every interface by default). Returns whether it refused."""
+        ip = client_ip(flow.client_conn)
+        if getattr(ctx.options, "proxyauth", None) or ctx.options.azml_allow_unauthenticated or ip is None:
+            return False
+        try:
+            address = ipaddress.ip_address(ip.split("%")[0])
+        except ValueError:
+            address = None
+        if address is not None and (address.is_loopback or (address.version == 6 and address.ipv4_mapped
+                                                             and address.ipv4_mapped.is_loopback)):
+            return False
+        decision = Decision(Action.DENY, Reason.PROXY_AUTH_REQUIRED, protocol, printable(flow.request.host),
+                            flow.request.port, detail="clients beyond loopback need proxy authentication "
+                            "(proxyauth) or azml_allow_unauthenticated")
+        event = replace(self.event_for(decision, flow.client_conn, flow.request.method), mode="enforce")
+        flow.metadata[METADATA_KEY] = event
+        self._decided.add(flow.client_conn.id)
+        self.notify("on_decision", event)
+        flow.response = self._response(event)
+        return True
 
     def _log_auth_failure(self, flow: http.HTTPFlow, protocol: str) -> None:
         """Log the 407 another addon (proxy authentication) answered with."""

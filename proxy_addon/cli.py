@@ -68,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.proxyauth:
         args.set_options = [*(args.set_options or []), f"proxyauth={args.proxyauth}"]
+    if args.allow_unauthenticated:
+        args.set_options = [*(args.set_options or []), "azml_allow_unauthenticated=true"]
     policy = load_policy_or_exit(args, args.mode)
     from .runtime import RunSettings, run  # mitmproxy is imported only here
 
@@ -174,6 +176,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args)
     for warning in policy.warnings:
         print(f"warning: {warning}")
+    for note in policy.notes:
+        print(f"note: {note}")
     print(f"{policy.source}: valid: policy {policy.name!r}, catalog {policy.catalog.id} "
           f"(revision {policy.catalog.revision}), {len(policy.enabled_features)} features, "
           f"{policy.rule_count} rules, mode {policy.mode}")

@@ -76,9 +76,14 @@ class _Builder:
         self.src = src
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self.notes: list[str] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.src.problem(path, message))
+
+    def note(self, message: str) -> None:
+        """Something the policy enables that a proxy cannot enforce (shown by validate)."""
+        self.notes.append(message)
 
     def warn(self, path: KeyPath, message: str) -> None:
         self.warnings.append(str(self.src.problem(path, message)))
@@ -153,12 +158,12 @@ class _Builder:
             for endpoint in feature.hosts:
                 resolved = endpoint.resolve(workspace)
                 if endpoint.path:
-                    self.warn(("features",), f"feature {feature.id!r}: {endpoint.pattern}{endpoint.path} is a URL with a "
+                    self.note(f"feature {feature.id!r}: {endpoint.pattern}{endpoint.path} is a URL with a "
                               "path; an application rule on target FQDNs cannot express it, so it is not allowed here")
                     continue
                 if endpoint.network_protocols:
                     ports = ", ".join(f"{p}:{n}" for p, n in endpoint.network_protocols)
-                    self.warn(("features",), f"feature {feature.id!r}: {resolved} also needs {ports}, which an HTTP proxy "
+                    self.note(f"feature {feature.id!r}: {resolved} also needs {ports}, which an HTTP proxy "
                               "cannot carry; Azure Firewall needs a network rule for it (see 'azml-egress export')")
                 name = rule_name_for(resolved)
                 base, n = name, 2
@@ -293,6 +298,7 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
         workspace=workspace,
         options=options,
         warnings=tuple(builder.warnings),
+        notes=tuple(builder.notes),
         features_by_id=all_features,
         private_ranges_allowed=private,
     )

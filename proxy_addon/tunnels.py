@@ -134,7 +134,7 @@ class TunnelHooks:
             size = len(message.content)
             self.notify("on_tunnel_bytes", event, size if message.from_client else 0,
                         0 if message.from_client else size)
-        flow.messages.clear()  # relay only: never keep tunnel contents in memory
+        del flow.messages[:-1]  # relay only: keep no more than the current chunk in memory
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         event = flow.metadata.pop(METADATA_KEY, None)

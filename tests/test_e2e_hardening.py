@@ -174,7 +174,7 @@ def test_source_addresses_are_honoured(proxy_factory, tmp_path):
     proxy = proxy_factory(["--config", str(policy)])
     response = raw_exchange(proxy, b"CONNECT pypi.org:443 HTTP/1.1\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 403")
-    assert reasons(proxy, 1) == [("pypi.org", "deny", "port_not_allowed")]
+    assert reasons(proxy, 1) == [("pypi.org", "deny", "source_not_allowed")]
 
 
 # -- robustness -----------------------------------------------------------------

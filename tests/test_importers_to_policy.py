@@ -73,7 +73,7 @@ def test_deny_collection_of_higher_priority_wins():
     allowed = policy.decide("a.pypi.org", 443, "https", "10.0.1.5")
     assert (allowed.action.value, allowed.rule_collection, allowed.rule, allowed.rule_collection_group) == (
         "allow", "python-packages", "pypi", "DefaultApplicationRuleCollectionGroup")
-    assert policy.decide("a.pypi.org", 443, "https", "10.0.1.9").reason.value == "port_not_allowed"  # source
+    assert policy.decide("a.pypi.org", 443, "https", "10.0.1.9").reason.value == "source_not_allowed"
     assert policy.decide("pypi.org", 443, "https", "10.0.0.9").feature == "pip-index"
     assert policy.decide("ml.azure.com", 1433, "https").allowed is False  # Mssql was not imported
 

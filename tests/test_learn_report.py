@@ -95,7 +95,7 @@ rule_collections:
     data = learned(rec("example.org", clients=["10.1.0.5"]), rec("example.org", 80, "http",
                                                                   clients=["10.1.0.5", "192.168.0.9"]))
     a = analyse(data, policy)
-    assert [(u.record.port, u.decision.reason.value) for u in a.gaps] == [(80, "port_not_allowed")]
+    assert [(u.record.port, u.decision.reason.value) for u in a.gaps] == [(80, "source_not_allowed")]
     assert a.unused_rules == []
 
 

@@ -168,7 +168,7 @@ def test_source_addresses():
 """)
     assert p.decide("x.example", 443, "https", "10.0.0.4").allowed
     d = p.decide("x.example", 443, "https", "10.0.1.4")
-    assert d.reason is Reason.PORT_NOT_ALLOWED and "source address" in d.detail
+    assert d.reason is Reason.SOURCE_NOT_ALLOWED and "source address" in d.detail
     assert p.decide("x.example", 443, "https", "::ffff:10.0.0.9").allowed
 
 
