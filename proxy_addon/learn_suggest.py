@@ -172,6 +172,13 @@ def suggest(data: LearnData, policy: Policy, exact: bool = False,
         if host.name != record.host or not 1 <= record.port <= 65535:
             skipped.append((record, "not a normalised host name and port"))
             continue
+        if record.reasons.get(Reason.PRIVATE_ADDRESS.value):
+            skipped.append((record, "resolved to an address the proxy refuses (private_address); no host rule "
+                                    "allows it - list its range in options.private_ranges_allowed if intended"))
+            continue
+        if record.reasons.get(Reason.DNS_FAILURE.value, 0) >= record.count:
+            skipped.append((record, "never resolved (dns_failure); nothing to allow"))
+            continue
         decision = decide(policy, record)
         if decision.reason is Reason.DENY_RULE:
             skipped.append((record, f"denied by rule {decision.rule!r} (rule collection {decision.rule_collection!r}) "

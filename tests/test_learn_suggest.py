@@ -190,3 +190,20 @@ def test_a_suggestion_for_nothing_is_still_a_valid_policy():
     suggested = policy_from_text(text)
     assert suggested.rule_count == 0
     assert not suggested.decide("pypi.org", 443).allowed
+
+
+def test_hosts_refused_by_the_address_check_are_not_suggested():
+    from proxy_addon.learnfile import HostRecord, LearnData
+    from proxy_addon.learn_suggest import suggest
+    from proxy_addon.policy_loader import load_policy
+
+    T = "2026-11-29T17:00:00.000Z"
+    data = LearnData()
+    data.hosts[("localhost", 9464, "http")] = HostRecord(host="localhost", port=9464, protocol="http", first_seen=T, last_seen=T, count=2,
+                                                         reasons={"rule_matched": 1, "private_address": 1})
+    data.hosts[("gone.example", 443, "https")] = HostRecord(host="gone.example", port=443, protocol="https", first_seen=T, last_seen=T,
+                                                            count=1,
+                                                            reasons={"dns_failure": 1})
+    result = suggest(data, load_policy())
+    assert not any(r.target in ("localhost", "gone.example") for rules in result.collections.values() for r in rules)
+    assert [why.split(" ")[0] for _, why in result.skipped] == ["resolved", "never"]
