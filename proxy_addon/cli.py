@@ -43,7 +43,7 @@ def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Po
     try:
         return load_policy(getattr(args, "config", None), mode)
     except ConfigError as e:
-        eprint(f"azml-egress: invalid policy ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}):")
+        eprint(f"azml-egress: invalid policy ({e.count_text}):")
         for problem in e.problems:
             eprint(f"  {problem}")
         raise SystemExit(EXIT_ERROR) from None

@@ -48,8 +48,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         text, warnings = import_firewall(args.file, name=args.name, catalog=args.catalog, cloud=args.cloud,
                                          features=features)
     except ConfigError as e:
-        n = len(e.problems)
-        eprint(f"azml-egress import: cannot import {args.file} ({n} problem{'s' if n != 1 else ''}):")
+        eprint(f"azml-egress import: cannot import {args.file} ({e.count_text}):")
         for p in e.problems:
             where = json_path(p.path) if not p.file.startswith("<import") else f"line {p.line}"
             eprint(f"  {p.file}: {where}: {p.message}")
@@ -68,7 +67,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         try:
             sides.append(load_side(spec))
         except ConfigError as e:
-            eprint(f"azml-egress diff: invalid {spec!r} ({len(e.problems)} problems):")
+            eprint(f"azml-egress diff: invalid {spec!r} ({e.count_text}):")
             for problem in e.problems:
                 eprint(f"  {problem}")
             return EXIT_ERROR

@@ -27,7 +27,7 @@ def _load_data(args: argparse.Namespace) -> LearnData:
     try:
         return load_all(args.learn_files)
     except ConfigError as e:
-        eprint(f"azml-egress learn: invalid learn file ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}):")
+        eprint(f"azml-egress learn: invalid learn file ({e.count_text}):")
         for problem in e.problems:
             eprint(f"  {problem}")
         raise SystemExit(EXIT_ERROR) from None

@@ -52,6 +52,12 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    @property
+    def count_text(self) -> str:
+        """``"1 problem"`` / ``"3 problems"``."""
+        n = len(self.problems)
+        return f"{n} problem{'s' if n != 1 else ''}"
+
 
 @dataclass
 class Source:
