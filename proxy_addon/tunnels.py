@@ -98,14 +98,15 @@ class TunnelHooks:
         tunnel.denied = True
         self._allowed.pop(client.id, None)
 
-    def _check_sni(self, client, tunnel: Tunnel, sni: str | None, malformed: bool = False) -> bool:
+    def _check_sni(self, client, tunnel: Tunnel, sni: str | None, malformed: bool = False,
+                   detail: str = "") -> bool:
         """Whether the tunnel may go on; logs a deny decision when it may not."""
         if self.policy is not None and tunnel.event.decision.allowed:
             decision = tunnel.event.decision
             if sni is None:
                 if self.policy.options.get("sni_missing") == "allow" and not malformed:
                     return True
-                detail = "the ClientHello is malformed" if malformed else "SNI TLS extension was missing"
+                detail = detail or ("the ClientHello is malformed" if malformed else "SNI TLS extension was missing")
                 denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISSING, detail=detail)
             else:
                 try:
@@ -123,6 +124,16 @@ class TunnelHooks:
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         tunnel = self._tunnels.get(flow.client_conn.id)
+        if tunnel is not None and not tunnel.checked:
+            # mitmproxy chose a raw relay before the tunnel's first bytes could be
+            # checked (a first read too short to classify, or neither a TLS
+            # ClientHello nor HTTP): an application rule needs the SNI or the
+            # Host header, so such a tunnel is refused like a ClientHello without SNI
+            tunnel.checked = True
+            if not self._check_sni(flow.client_conn, tunnel, None, malformed=True,
+                                   detail="the tunnel's first bytes are neither a TLS ClientHello nor an HTTP "
+                                          "request, so there is no SNI or Host header to check"):
+                self._deny_tunnel(flow.client_conn, tunnel)
         if tunnel is not None and not tunnel.denied:
             flow.metadata[METADATA_KEY] = tunnel.event
             self.notify("on_tunnel_open", tunnel.event)

@@ -259,3 +259,39 @@ def test_log_lines_stay_one_object_per_line_with_hostile_hosts(proxy_factory):
     lines = [x for x in proxy.stdout().splitlines() if x.startswith("{")]
     assert len(lines) == 2
     assert [x["action"] for x in proxy.decisions()] == ["deny", "deny"]
+
+
+def _hello(host: str) -> bytes:
+    out = ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+@pytest.mark.parametrize("first, rest", [
+    (b"\x16", _hello("evil.example")[1:]),
+    (_hello("evil.example")[:2], _hello("evil.example")[2:]),
+    (b"\x15\x03\x01\x00\x02\x01\x00", _hello("evil.example")),
+    (b"GE", b"T / HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+], ids=["one byte then the hello", "two bytes then the hello", "alert record first", "split plain HTTP"])
+def test_split_first_bytes_cannot_skip_the_tunnel_check(proxy_factory, upstream, first, rest):
+    proxy = proxy_factory()
+    before = upstream.connections
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"CONNECT ml.azure.com:443 HTTP/1.1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+        s.sendall(first)
+        time.sleep(0.3)
+        try:
+            s.sendall(rest)
+            s.recv(100)
+        except OSError:
+            pass
+    lines = proxy.decisions(2)
+    assert [x["action"] for x in lines] == ["allow", "deny"], lines
+    assert lines[1]["reason"] in ("sni_missing", "sni_mismatch", "host_mismatch")
+    time.sleep(0.3)
+    assert upstream.connections == before

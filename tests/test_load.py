@@ -9,6 +9,7 @@ import asyncio
 import collections
 import os
 import resource
+import ssl
 import time
 
 import pytest
@@ -42,6 +43,17 @@ async def echo_server():
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
+def client_hello(host: str) -> bytes:
+    """The bytes of a real TLS ClientHello with SNI ``host`` (the proxy checks it)."""
+    out = ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
 async def connect(port: int, host: str, target_port: int):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"CONNECT {host}:{target_port} HTTP/1.1\r\nHost: {host}:{target_port}\r\n\r\n".encode())
@@ -55,11 +67,13 @@ async def run_load(proxy_port: int, echo_port: int) -> collections.Counter:
 
     # phase 1: TUNNELS tunnels open at the same time, each relaying a payload
     async def open_tunnel(i):
-        reader, writer, status = await connect(proxy_port, f"t{i}.load.example", echo_port)
+        host = f"t{i}.load.example"
+        reader, writer, status = await connect(proxy_port, host, echo_port)
         assert status == 200
-        writer.write(b"\x00ping %d\n" % i)
+        hello = client_hello(host)
+        writer.write(hello)
         await writer.drain()
-        assert await reader.readline() == b"\x00ping %d\n" % i
+        assert await reader.readexactly(len(hello)) == hello  # relayed to the echo server and back
         return writer
 
     writers = await asyncio.gather(*(open_tunnel(i) for i in range(TUNNELS)))
