@@ -177,7 +177,8 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
             source, override = self.policy.source, ctx.options.azml_mode or None
             try:
                 policy = await asyncio.get_running_loop().run_in_executor(None, load_policy, source, override)
-            except ConfigError as e:
+            except Exception as e:  # noqa: BLE001 - any failure keeps the previous policy
+                e = e if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
                 logger.error(f"azml-egress: policy reload ({why}) rejected; keeping policy "
                              f"{self.policy.name!r} ({self.policy.sha256[:12]}):\n{e}")
                 self.notify("on_policy", None, False, str(e))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import os
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,9 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Policy:
     """Load ``--config``; on a bad file print every problem and exit 2."""
+    if getattr(args, "config", None) == "":
+        eprint("azml-egress: --config is empty; give a policy file or a built-in policy name")
+        raise SystemExit(EXIT_ERROR)
     try:
         return load_policy(getattr(args, "config", None), mode)
     except ConfigError as e:
@@ -66,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         eprint(f"azml-egress run: listening on {args.listen_host} (not loopback) needs proxy authentication "
                "(--proxyauth USER:PASS or --proxyauth @HTPASSWD_FILE) or an explicit --allow-unauthenticated")
         return EXIT_ERROR
+    for script in args.scripts or []:
+        if not Path(script).is_file() or not os.access(script, os.R_OK):
+            eprint(f"azml-egress run: script {script!r} is not a readable file")
+            return EXIT_ERROR
     if args.proxyauth:
         args.set_options = [*(args.set_options or []), f"proxyauth={args.proxyauth}"]
     if args.allow_unauthenticated:
@@ -84,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     eprint(f"azml-egress {__version__}: proxy http://{args.listen_host}:{args.listen_port} "
            f"policy {policy.name!r} ({policy.source}), mode {policy.mode}")
-    return run(policy, settings)
+    code = run(policy, settings)
+    return EXIT_ERROR if code else EXIT_OK
 
 
 def _learn_settings(args: argparse.Namespace, policy: Policy) -> dict[str, object]:
@@ -148,8 +157,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args, args.mode)
     try:
         host, port = split_authority(args.target, DEFAULT_PORTS[args.protocol])
-    except InvalidHost:
-        host, port = args.target, 0
+    except InvalidHost as e:
+        eprint(f"azml-egress check: {e} (write HOST or HOST:PORT with a port 1-65535)")
+        return EXIT_ERROR
+    try:
+        ipaddress.ip_address(args.source)
+    except ValueError:
+        eprint(f"azml-egress check: --source {printable(args.source)!r} is not an IP address")
+        return EXIT_ERROR
     decision = policy.decide(host, port, args.protocol, args.source)
     event = DecisionEvent(decision, policy.mode, client=args.source, method=args.method, policy=policy.name)
     data = record(event)
@@ -305,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed the problem
+        return int(e.code) if isinstance(e.code, int) else EXIT_ERROR
     if getattr(args, "method", None) is not None and args.command == "check":
         args.method = "CONNECT" if args.protocol == "https" else "GET"
     try:
@@ -318,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as e:
         eprint(f"azml-egress: {printable(str(e), 300)}")
+        return EXIT_ERROR
+    except ConfigError as e:
+        eprint(f"azml-egress: {e.count_text}:")
+        for problem in e.problems:
+            eprint(f"  {problem}")
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        eprint(f"azml-egress {args.command}: unexpected error: {type(e).__name__}: {printable(str(e), 300)}")
         return EXIT_ERROR
 
 

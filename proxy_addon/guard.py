@@ -8,6 +8,7 @@ egress addon, so nothing is dropped silently:
   (``too_many_connections``);
 * a client that sends no complete request within ``azml_header_timeout``
   seconds (a slow or stalled client) is disconnected (``invalid_request``);
+  a plain-HTTP keep-alive connection gets the same time for each next request;
 * a request mitmproxy rejects before any decision (a malformed request line,
   an over-long or lower-case one, headers cut off by a disconnect; seen through
   mitmproxy's own connection log and ``error`` hook) gets an
@@ -109,13 +110,32 @@ class ConnectionGuard:
                       f"more than {ctx.options.azml_max_connections} concurrent connections")
             return
         self._clients[client.id] = client
-        loop = asyncio.get_running_loop()
-        self._timers[client.id] = loop.call_later(ctx.options.azml_header_timeout, self._expire, client.id)
+        self._start_timer(client.id)
 
-    def client_disconnected(self, client) -> None:
-        timer = self._timers.pop(client.id, None)
+    def _start_timer(self, client_id: str) -> None:
+        self._cancel_timer(client_id)
+        loop = asyncio.get_running_loop()
+        self._timers[client_id] = loop.call_later(ctx.options.azml_header_timeout, self._expire, client_id)
+
+    def _cancel_timer(self, client_id: str) -> None:
+        timer = self._timers.pop(client_id, None)
         if timer:
             timer.cancel()
+
+    def http_connect(self, flow) -> None:
+        self._cancel_timer(flow.client_conn.id)
+
+    def requestheaders(self, flow) -> None:
+        self._cancel_timer(flow.client_conn.id)
+
+    def response(self, flow) -> None:
+        """A plain-HTTP keep-alive connection waits for its next request: the
+        header timeout applies again (tunnels never come back here)."""
+        if flow.request.method != "CONNECT" and flow.client_conn.id in self._clients:
+            self._start_timer(flow.client_conn.id)
+
+    def client_disconnected(self, client) -> None:
+        self._cancel_timer(client.id)
         self._clients.pop(client.id, None)
 
     def error(self, flow) -> None:
@@ -128,13 +148,17 @@ class ConnectionGuard:
 
     def _expire(self, client_id: str) -> None:
         self._timers.pop(client_id, None)
-        client = self._clients.get(client_id)
-        if client is None or self.egress.has_decided(client_id):
+        client = self._clients.pop(client_id, None)
+        if client is None:
             return
-        self._clients.pop(client_id, None)
-        self.egress.mark_decided(client_id)
-        self._log(client, Reason.INVALID_REQUEST,
-                  f"no complete request within {ctx.options.azml_header_timeout:g} seconds")
+        if self.egress.has_decided(client_id):
+            # a keep-alive connection idle (or dripping) past the header timeout
+            logger.info(f"azml-egress: closing {client.peername}: no next request within "
+                        f"{ctx.options.azml_header_timeout:g} seconds")
+        else:
+            self.egress.mark_decided(client_id)
+            self._log(client, Reason.INVALID_REQUEST,
+                      f"no complete request within {ctx.options.azml_header_timeout:g} seconds")
         self._close(client_id)
 
     @staticmethod

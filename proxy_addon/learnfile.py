@@ -41,7 +41,7 @@ from typing import Any, Iterable
 import yaml
 
 from .atomicfile import write_atomic
-from .config import ConfigError, Problem, Source, load_schema, parse_yaml, validate_schema
+from .config import ConfigError, Source, load_json, load_schema, parse_yaml, read_text, validate_schema
 
 FORMAT = "azml-egress-learn"
 VERSION = 1
@@ -316,20 +316,11 @@ def load(path: str | Path) -> LearnData:
     """Read a learn file (JSON or YAML by extension); raises :class:`ConfigError`
     naming the file and every problem."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(file, (), None, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([Problem(file, (), None, f"cannot be read: {e}")]) from None
+    text = read_text(path)
     if is_yaml(path):
         src = parse_yaml(text, file)
         return from_dict(src.data, file, src)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError([Problem(file, (), e.lineno, f"not valid JSON: {e.msg}")]) from None
-    return from_dict(doc, file)
+    return from_dict(load_json(text, file), file)
 
 
 def load_all(paths: Iterable[str | Path]) -> LearnData:

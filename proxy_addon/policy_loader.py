@@ -41,9 +41,10 @@ def resolve_policy_path(name_or_path: str | None) -> Path:
     """``None`` -> the default policy; a built-in policy name; or a file path."""
     if not name_or_path:
         return builtin_policy_path()
-    candidate = builtin_policy_path(name_or_path)
-    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and candidate.is_file():
-        return candidate
+    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and len(name_or_path) < 200:
+        candidate = builtin_policy_path(name_or_path)
+        if candidate.is_file():
+            return candidate
     return Path(name_or_path)
 
 

@@ -295,3 +295,16 @@ def test_split_first_bytes_cannot_skip_the_tunnel_check(proxy_factory, upstream,
     assert lines[1]["reason"] in ("sni_missing", "sni_mismatch", "host_mismatch")
     time.sleep(0.3)
     assert upstream.connections == before
+
+
+def test_keep_alive_connection_gets_the_header_timeout_for_each_request(proxy_factory):
+    proxy = proxy_factory(["--set", "azml_header_timeout=1"])
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(b"GET http://pypi.org/simple/ HTTP/1.1\r\nHost: pypi.org\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET http://pypi.org/simple/ HTTP/1.1\r\nX-Slow: ")
+        started = time.monotonic()
+        while s.recv(65536):
+            pass
+        assert time.monotonic() - started < 5
+    assert [x["reason"] for x in proxy.decisions(1)] == ["rule_matched"]

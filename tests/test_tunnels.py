@@ -64,6 +64,7 @@ def test_sni_missing_switch_and_simulate():
 
 def test_tunnel_bytes_are_counted_and_not_kept():
     egress, recorder, tunnel = make()
+    tunnel.checked = True
     flow = tflow.ttcpflow()
     egress._tunnels[flow.client_conn.id] = tunnel
     flow.messages = []
@@ -93,3 +94,13 @@ def test_deny_tunnel_forgets_the_allow_decision():
     egress._deny_tunnel(CLIENT, tunnel)
     assert tunnel.denied and CLIENT.id not in egress._allowed
     assert Decision(Action.ALLOW, Reason.RULE_MATCHED, "https", "x", 1).allowed
+
+
+def test_a_tunnel_relayed_before_its_check_is_refused():
+    egress, recorder, tunnel = make()
+    flow = tflow.ttcpflow()
+    egress._tunnels[flow.client_conn.id] = tunnel
+    egress.tcp_start(flow)
+    assert tunnel.denied and recorder.opened == 0
+    assert recorder.decisions[-1].decision.reason is Reason.SNI_MISSING
+    assert "neither a TLS ClientHello nor an HTTP request" in recorder.decisions[-1].decision.detail

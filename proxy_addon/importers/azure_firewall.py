@@ -19,12 +19,11 @@ reported in ``skipped`` with its JSON path. Mistakes raise
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, KeyPath, Problem
+from ..config import ConfigError, KeyPath, load_json, read_text
 from ..patterns import PatternError, parse_pattern
 from .values import ValueReader
 
@@ -268,10 +267,7 @@ class _Reader(ValueReader):
 
 def read_firewall_json(text: str, file: str) -> Imported:
     """Parse an Azure Firewall JSON export; raises :class:`ConfigError`."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError([Problem(file, (), e.lineno, f"not valid JSON: {e.msg} (column {e.colno})")]) from None
+    data = load_json(text, file)
     reader = _Reader(file)
     reader.document(data)
     if not reader.problems and not reader.result.groups:
@@ -283,10 +279,4 @@ def read_firewall_json(text: str, file: str) -> Imported:
 
 def load_firewall_json(path: str | Path) -> Imported:
     """Read and parse a file; raises :class:`ConfigError`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), (), None, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([Problem(str(path), (), None, f"cannot be read: {e}")]) from None
-    return read_firewall_json(text, str(path))
+    return read_firewall_json(read_text(path), str(path))
