@@ -194,6 +194,12 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """A value as shown in messages: repr, escaped, cut to ``limit`` characters."""
+    text = repr(value)
+    return printable(text, limit) if len(text) > limit or not text.isprintable() else text
+
+
 def _describe(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
     path: KeyPath = tuple(error.absolute_path)
     validator = error.validator
@@ -213,12 +219,12 @@ def _describe(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
     if validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return path, f"expected {expected}, got {type(error.instance).__name__} {error.instance!r}"
+        return path, f"expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
     if validator == "enum":
-        return path, f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+        return path, f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}"
     if validator == "pattern":
         hint = error.schema.get("description", f"must match {error.validator_value}")
-        return path, f"{error.instance!r}: {hint}"
+        return path, f"{_short(error.instance)}: {hint}"
     return path, error.message
 
 

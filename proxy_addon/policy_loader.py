@@ -284,6 +284,12 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
     options = dict(data.get("options") or {})
     private = builder.networks(options.get("private_ranges_allowed") or [], ("options", "private_ranges_allowed"),
                                "private ranges the proxy may connect to")
+    for i, net in enumerate(private):
+        for sensitive, what in (("169.254.169.254", "the cloud metadata endpoint"), ("127.0.0.1", "loopback")):
+            address = ipaddress.ip_address(sensitive)
+            if net.version == address.version and address in net:
+                builder.warn(("options", "private_ranges_allowed", i),
+                             f"{net} includes {sensitive} ({what}); list only the ranges of your private endpoints")
     if builder.problems:
         raise ConfigError(builder.problems)
     others = [c for c in builtin_catalogs() if c.id != catalog.id]
