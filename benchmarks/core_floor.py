@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mitmproxy import master, options  # noqa: E402
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig  # noqa: E402
 
-from proxy_addon.runtime import ConnectionLogLevel, HookDispatch, freeze_startup_objects  # noqa: E402
+from proxy_addon.hookdispatch import HookDispatch  # noqa: E402
+from proxy_addon.runtime import ConnectionLogFilter, freeze_startup_objects  # noqa: E402
 
 
 class PassThrough:
@@ -34,8 +35,11 @@ async def main(port: int) -> None:
     m = master.Master(opts)
     plain, m.addons = m.addons, HookDispatch(m)
     opts.changed.disconnect(plain._configure_all)
-    m.addons.add(termlog.TermLog(out=sys.stderr), ConnectionLogLevel(), core.Core(), proxyserver.Proxyserver(),
-                 next_layer.NextLayer(), tlsconfig.TlsConfig(), PassThrough(), errorcheck.ErrorCheck())
+    terminal, quiet = termlog.TermLog(out=sys.stderr), ConnectionLogFilter()
+    terminal.logger.addFilter(quiet)
+    m._legacy_log_events.addFilter(quiet)
+    m.addons.add(terminal, quiet, core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                 PassThrough(), errorcheck.ErrorCheck())
     opts.update(connection_strategy="lazy")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,7 +6,8 @@
 * ``mitmdump-deny``: the same with a one-hook script refusing
   ``CONNECT denied.example`` (only for the denied-CONNECT baseline);
 * ``azml-egress``: ``azml-egress run`` with a policy allowing 127.0.0.0/8 on
-  the upstream's ports (decision lines on stdout, to a file);
+  the upstream's ports (decision lines on stdout, to a file; metrics served on
+  a port of its own);
 * ``azml-egress-mitmdump``: the addon in a plain ``mitmdump -s`` (optional);
 * ``azml-egress-x2``: two ``azml-egress run`` processes, the load split
   between them (two replicas behind a load balancer);
@@ -254,7 +255,9 @@ class AzmlEgress(Target):
         self.policy.write_text(POLICY.format(tls=self.tls_port, http=self.http_port))
 
     def command(self, port: int) -> list[str]:
-        return AZML_EGRESS + ["run", "--config", str(self.policy), "--listen-port", str(port)]
+        # metrics on, as by default, on a port of its own (several processes run at once)
+        return AZML_EGRESS + ["run", "--config", str(self.policy), "--listen-port", str(port),
+                              "--metrics-port", str(free_port())]
 
     def decision_lines(self) -> int:
         """Decision lines written to stdout so far by this target's processes."""
@@ -265,7 +268,8 @@ class AzmlEgressMitmdump(AzmlEgress):
     def command(self, port: int) -> list[str]:
         addon = ROOT / "proxy_addon" / "mitm_script.py"
         return MITMDUMP + ["-q", "--listen-host", "127.0.0.1", "--listen-port", str(port), "-s", str(addon),
-                           "--set", f"azml_policy={self.policy}", "--set", "azml_log_stdout=true"]
+                           "--set", f"azml_policy={self.policy}", "--set", "azml_log_stdout=true",
+                           "--set", f"azml_metrics_port={free_port()}"]
 
 
 class CoreFloor(Target):

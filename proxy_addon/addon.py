@@ -25,62 +25,34 @@ checked. The upstream connection is opened lazily, after these checks.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import threading
-from dataclasses import dataclass, replace
+import time
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Callable
 
-from mitmproxy import ctx, exceptions, http, tcp, tls
-from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import layers, server_hooks
-from mitmproxy.proxy.layers.tls import parse_client_hello
+from mitmproxy import ctx, exceptions, http
 
 from .audit import DecisionEvent, DecisionLog
 from .config import ConfigError
+from .connections import client_address, client_ip, is_transparent
 from .decision import Action, Decision, Reason
 from .deny import deny_text
 from .hostnames import InvalidHost, normalise_host, printable, split_authority
-from .addresses import refusal
-from .observers import Observer, classify_upstream_error
+from .observers import Observer
 from .policy import MODES, Policy
 from .policy_loader import load_policy
 from .reload import PolicyFileWatch
-from .resolver import Resolver, ResolveError
+from .resolver import Resolver
+from .tunnels import METADATA_KEY, Tunnel, TunnelHooks
+from .upstream import UpstreamHooks
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "azml_egress"
-"""``flow.metadata[METADATA_KEY]`` holds the flow's :class:`DecisionEvent`."""
-
-
-def _client(conn: object) -> str:
-    peer = getattr(conn, "peername", None)
-    if not peer:
-        return "unknown:0"
-    host, port = peer[0], peer[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _client_ip(conn: object) -> str | None:
-    peer = getattr(conn, "peername", None)
-    return peer[0] if peer else None
-
-
-@dataclass
-class Tunnel:
-    """An allowed (or simulated) CONNECT tunnel of one client connection."""
-
-    host: str
-    port: int
-    event: DecisionEvent
-    checked: bool = False
-    """Whether the tunnel's first bytes (TLS SNI) were checked."""
-    denied: bool = False
-    """Whether the SNI check denied the tunnel (enforce mode)."""
-
-
-class EgressPolicy:
+class EgressPolicy(TunnelHooks, UpstreamHooks):
     """The egress allowlist addon.
 
     ``policy`` may be given directly (``azml-egress run`` validates it before
@@ -118,6 +90,8 @@ class EgressPolicy:
         loader.add_option("azml_resolve", Sequence[str], [],
                           "Static name resolution: NAME=ADDRESS entries (NAME may be *.domain), like curl --resolve.")
         loader.add_option("azml_watch", bool, True, "Reload the policy when its file changes.")
+        loader.add_option("azml_allow_unauthenticated", bool, False,
+                          "Serve clients beyond loopback although proxy authentication (proxyauth) is off.")
 
     def configure(self, updated) -> None:
         if "azml_mode" in updated and ctx.options.azml_mode and ctx.options.azml_mode not in MODES:
@@ -203,7 +177,8 @@ class EgressPolicy:
             source, override = self.policy.source, ctx.options.azml_mode or None
             try:
                 policy = await asyncio.get_running_loop().run_in_executor(None, load_policy, source, override)
-            except ConfigError as e:
+            except Exception as e:  # noqa: BLE001 - any failure keeps the previous policy
+                e = e if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
                 logger.error(f"azml-egress: policy reload ({why}) rejected; keeping policy "
                              f"{self.policy.name!r} ({self.policy.sha256[:12]}):\n{e}")
                 self.notify("on_policy", None, False, str(e))
@@ -216,12 +191,21 @@ class EgressPolicy:
 
     # -- deciding and reporting -------------------------------------------------
 
+    decide_timer: Callable[[float], None] | None = None
+    """Called with the seconds each ``Policy.decide`` took (the metrics' latency histogram)."""
+
     def decide(self, host: str, port: int, protocol: str, client_ip: str | None) -> Decision:
         """The policy's decision, or a fail-closed deny when there is none."""
         if self.policy is None:
             return Decision(Action.DENY, Reason.INTERNAL_ERROR, protocol, printable(host), port,
                             detail="no valid policy is loaded")
-        return self.policy.decide(host, port, protocol, client_ip)
+        timer = self.decide_timer
+        if timer is None:
+            return self.policy.decide(host, port, protocol, client_ip)
+        start = time.perf_counter()
+        decision = self.policy.decide(host, port, protocol, client_ip)
+        timer(time.perf_counter() - start)
+        return decision
 
     def notify(self, method: str, *args) -> None:
         """Call ``method`` on every observer; a failing observer is logged, not fatal."""
@@ -231,13 +215,20 @@ class EgressPolicy:
             except Exception:  # noqa: BLE001 - an observer must never break deciding
                 logger.exception(f"azml-egress: observer {type(observer).__name__}.{method} failed")
 
-    def _event(self, decision: Decision, client_conn, method: str, **extra) -> DecisionEvent:
-        return DecisionEvent(decision=decision, mode=self.mode, client=_client(client_conn), method=method,
+    def event_for(self, decision: Decision, client_conn, method: str, **extra) -> DecisionEvent:
+        return DecisionEvent(decision=decision, mode=self.mode, client=client_address(client_conn), method=method,
                              policy=self.policy.name if self.policy else "", extra=tuple(extra.items()))
+
+    def has_decided(self, client_id: str) -> bool:
+        """Whether the client connection got at least one decision."""
+        return client_id in self._decided
+
+    def mark_decided(self, client_id: str) -> None:
+        self._decided.add(client_id)
 
     def _judge(self, flow: http.HTTPFlow, decision: Decision) -> None:
         """Log the decision; deny in enforce mode, remember allowed targets."""
-        event = self._event(decision, flow.client_conn, flow.request.method)
+        event = self.event_for(decision, flow.client_conn, flow.request.method)
         flow.metadata[METADATA_KEY] = event
         self.notify("on_decision", event)
         self._decided.add(flow.client_conn.id)
@@ -258,7 +249,7 @@ class EgressPolicy:
         decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https" if flow.request.method == "CONNECT" else "http",
                             printable(getattr(flow.request, "host", "?")), 0,
                             detail=f"internal error: {type(error).__name__}")
-        event = self._event(decision, flow.client_conn, flow.request.method)
+        event = self.event_for(decision, flow.client_conn, flow.request.method)
         self.notify("on_decision", event)
         flow.response = self._response(replace(event, mode="enforce"))
 
@@ -269,7 +260,9 @@ class EgressPolicy:
             self._log_auth_failure(flow, "https")
             return
         try:
-            self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", _client_ip(flow.client_conn)))
+            if self._refuse_unauthenticated(flow, "https"):
+                return
+            self._judge(flow, self.decide(flow.request.host, flow.request.port, "https", client_ip(flow.client_conn)))
         except Exception as e:  # noqa: BLE001 - fail closed
             self._fail_closed(flow, e)
 
@@ -282,7 +275,12 @@ class EgressPolicy:
         # credentials for the proxy never travel upstream
         flow.request.headers.pop("Proxy-Authorization", None)
         try:
-            self._plain_http(flow)
+            if not is_transparent(flow.client_conn) and self._refuse_unauthenticated(flow, "http"):
+                return
+            if is_transparent(flow.client_conn):
+                self._transparent_http(flow)  # no absolute-form target: decide on the Host header
+            else:
+                self._plain_http(flow)
         except Exception as e:  # noqa: BLE001 - fail closed
             self._fail_closed(flow, e)
 
@@ -296,12 +294,36 @@ class EgressPolicy:
                 self._judge(flow, self._host_mismatch(request.host_header, tunnel.host, tunnel.port, "http"))
             return
         protocol = request.scheme if request.scheme in ("http", "https") else "http"
-        decision = self.decide(request.host, request.port, protocol, _client_ip(flow.client_conn))
+        decision = self.decide(request.host, request.port, protocol, client_ip(flow.client_conn))
         if decision.allowed and request.host_header is not None and not self._same_host(
             request.host_header, request.host, request.port, 443 if protocol == "https" else 80
         ):
             decision = self._host_mismatch(request.host_header, request.host, request.port, protocol)
         self._judge(flow, decision)
+
+    def _refuse_unauthenticated(self, flow: http.HTTPFlow, protocol: str) -> bool:
+        """Refuse a client from beyond loopback when the proxy has no proxy
+        authentication and was not told to allow that (``mitmdump`` listens
+        on every interface by default). Returns whether it refused."""
+        ip = client_ip(flow.client_conn)
+        if getattr(ctx.options, "proxyauth", None) or ctx.options.azml_allow_unauthenticated or ip is None:
+            return False
+        try:
+            address = ipaddress.ip_address(ip.split("%")[0])
+        except ValueError:
+            address = None
+        if address is not None and (address.is_loopback or (address.version == 6 and address.ipv4_mapped
+                                                             and address.ipv4_mapped.is_loopback)):
+            return False
+        decision = Decision(Action.DENY, Reason.PROXY_AUTH_REQUIRED, protocol, printable(flow.request.host),
+                            flow.request.port, detail="clients beyond loopback need proxy authentication "
+                            "(proxyauth) or azml_allow_unauthenticated")
+        event = replace(self.event_for(decision, flow.client_conn, flow.request.method), mode="enforce")
+        flow.metadata[METADATA_KEY] = event
+        self._decided.add(flow.client_conn.id)
+        self.notify("on_decision", event)
+        flow.response = self._response(event)
+        return True
 
     def _log_auth_failure(self, flow: http.HTTPFlow, protocol: str) -> None:
         """Log the 407 another addon (proxy authentication) answered with."""
@@ -309,7 +331,7 @@ class EgressPolicy:
             return
         decision = Decision(Action.DENY, Reason.PROXY_AUTH_REQUIRED, protocol, printable(flow.request.host),
                             flow.request.port, detail="proxy authentication required")
-        event = replace(self._event(decision, flow.client_conn, flow.request.method), mode="enforce")
+        event = replace(self.event_for(decision, flow.client_conn, flow.request.method), mode="enforce")
         flow.metadata[METADATA_KEY] = event
         self._decided.add(flow.client_conn.id)
         self.notify("on_decision", event)
@@ -325,175 +347,6 @@ class EgressPolicy:
     def _host_mismatch(self, header: str, host: str, port: int, protocol: str) -> Decision:
         return replace(self.decide(host, port, protocol, None), action=Action.DENY, reason=Reason.HOST_MISMATCH,
                        detail=f"Host header {printable(header)!r} does not name the request target {host}:{port}")
-
-    # -- tunnels ----------------------------------------------------------------
-
-    def next_layer(self, nextlayer) -> None:
-        """Check the SNI of a tunnel's ClientHello, then relay it as raw TCP."""
-        if nextlayer.layer is not None:
-            return
-        tunnel = self._tunnels.get(nextlayer.context.client.id)
-        if tunnel is None or tunnel.checked:
-            return
-        data = nextlayer.data_client()
-        if not data:
-            return
-        try:
-            if starts_like_tls_record(data):
-                try:
-                    hello = parse_client_hello(data)
-                except ValueError:
-                    hello = None
-                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, None, malformed=True)
-                else:
-                    if hello is None:
-                        return  # ClientHello spans more reads: tls_clienthello checks it
-                    sni_ok = self._check_sni(nextlayer.context.client, tunnel, hello.sni)
-                if not sni_ok:
-                    self._deny_tunnel(nextlayer.context.client, tunnel)
-            tunnel.checked = True
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
-        except Exception:  # noqa: BLE001 - fail closed
-            logger.exception("azml-egress: error while checking a tunnel; closing it")
-            self._deny_tunnel(nextlayer.context.client, tunnel)
-            tunnel.checked = True
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
-
-    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.
-        data.ignore_connection = True
-        tunnel = self._tunnels.get(data.context.client.id)
-        if tunnel is not None and not tunnel.checked:
-            tunnel.checked = True
-            if not self._check_sni(data.context.client, tunnel, data.client_hello.sni):
-                self._deny_tunnel(data.context.client, tunnel)
-
-    def _deny_tunnel(self, client, tunnel: Tunnel) -> None:
-        tunnel.denied = True
-        self._allowed.pop(client.id, None)
-
-    def _check_sni(self, client, tunnel: Tunnel, sni: str | None, malformed: bool = False) -> bool:
-        """Whether the tunnel may go on; logs a deny decision when it may not."""
-        if self.policy is not None and tunnel.event.decision.allowed:
-            decision = tunnel.event.decision
-            if sni is None:
-                if self.policy.options.get("sni_missing") == "allow" and not malformed:
-                    return True
-                detail = "the ClientHello is malformed" if malformed else "SNI TLS extension was missing"
-                denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISSING, detail=detail)
-            else:
-                try:
-                    same = normalise_host(sni) == normalise_host(tunnel.host) or normalise_host(tunnel.host).ip is not None
-                except InvalidHost:
-                    same = False
-                if same:
-                    return True
-                denied = replace(decision, action=Action.DENY, reason=Reason.SNI_MISMATCH,
-                                 detail=f"TLS SNI {printable(sni)!r} does not name the CONNECT host {tunnel.host}")
-            event = self._event(denied, client, "CONNECT", sni=sni)
-            self.notify("on_decision", event)
-            return not event.enforced
-        return True
-
-    def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        tunnel = self._tunnels.get(flow.client_conn.id)
-        if tunnel is not None and not tunnel.denied:
-            flow.metadata[METADATA_KEY] = tunnel.event
-            self.notify("on_tunnel_open", tunnel.event)
-
-    def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        message = flow.messages[-1]
-        event = flow.metadata.get(METADATA_KEY)
-        if event is not None:
-            size = len(message.content)
-            self.notify("on_tunnel_bytes", event, size if message.from_client else 0,
-                        0 if message.from_client else size)
-        flow.messages.clear()  # relay only: never keep tunnel contents in memory
-
-    def tcp_end(self, flow: tcp.TCPFlow) -> None:
-        event = flow.metadata.pop(METADATA_KEY, None)
-        if event is not None:
-            self.notify("on_tunnel_close", event)
-
-    tcp_error = tcp_end
-
-    # -- upstream connections ---------------------------------------------------
-
-    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Backstop and destination check for every upstream connection.
-
-        Refuses a connection without an allow decision; resolves the name once,
-        refuses addresses the policy does not allow (private, loopback,
-        link-local, ...) and pins the connection to the checked address.
-        """
-        try:
-            address = data.server.address
-            event = self._allowed.get(data.client.id, {}).get(tuple(address)) if address else None
-            if event is None:
-                self._refuse_undecided(data)
-                return
-            await self._check_destination(data, event)
-        except Exception:  # noqa: BLE001 - fail closed
-            logger.exception("azml-egress: error in server_connect; refusing the connection")
-            data.server.error = "azml-egress: internal error"
-
-    def _refuse_undecided(self, data: server_hooks.ServerConnectionHookData) -> None:
-        address = data.server.address
-        tunnel = self._tunnels.get(data.client.id)
-        if tunnel is not None and tunnel.denied and (tunnel.host, tunnel.port) == tuple(address or ()):
-            data.server.error = "azml-egress: tunnel denied"  # the deny was logged by the SNI check
-            return
-        decision = Decision(Action.DENY, Reason.INTERNAL_ERROR, "https", printable(address[0] if address else "?"),
-                            address[1] if address else 0, detail="server connection without an allow decision")
-        event = self._event(decision, data.client, "CONNECT")
-        self.notify("on_decision", event)
-        if event.enforced:
-            data.server.error = "azml-egress: no allow decision for this server connection"
-
-    async def _check_destination(self, data: server_hooks.ServerConnectionHookData, event: DecisionEvent) -> None:
-        host, port = data.server.address
-        try:
-            addresses = await self.resolver.resolve(host, port)
-        except ResolveError as e:
-            self._refuse_destination(data, event, Reason.DNS_FAILURE, str(e))
-            return
-        allowed = self.policy.private_ranges_allowed if self.policy else ()
-        refusals = [(a, refusal(a, allowed)) for a in addresses]
-        usable = [a for a, why in refusals if why is None]
-        if usable:
-            data.server.address = (str(usable[0]), port)
-            self._connecting[data.server.id] = event
-            return
-        first, why = refusals[0]
-        self._refuse_destination(data, event, Reason.PRIVATE_ADDRESS,
-                                 f"{event.decision.host} resolves to {first} ({why}), which the policy does not allow "
-                                 "(options.private_ranges_allowed)", pin=first)
-
-    def _refuse_destination(self, data, event: DecisionEvent, reason: Reason, detail: str, pin=None) -> None:
-        denied = replace(event.decision, action=Action.DENY, reason=reason, detail=detail)
-        denied_event = self._event(denied, data.client, event.method)
-        self.notify("on_decision", denied_event)
-        if denied_event.enforced:
-            data.server.error = f"azml-egress: {reason.value}: {detail}"
-        elif pin is not None:
-            data.server.address = (str(pin), data.server.address[1])
-
-    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """A failed upstream connection gets its own decision-log line."""
-        message = str(data.server.error or "")
-        if message.startswith("azml-egress:"):
-            return
-        kind = classify_upstream_error(message)
-        original = self._connecting.pop(data.server.id, None)
-        self.notify("on_upstream_error", original, kind, message)
-        if original is not None:
-            reason = Reason.DNS_FAILURE if kind == "dns" else Reason.UPSTREAM_ERROR
-            failed = replace(original.decision, action=Action.DENY, reason=reason,
-                             detail=f"upstream connection failed ({kind}): {printable(message, 200)}")
-            self.notify("on_decision", self._event(failed, data.client, original.method))
-
-    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._connecting.pop(data.server.id, None)
 
     def client_disconnected(self, client) -> None:
         self._allowed.pop(client.id, None)

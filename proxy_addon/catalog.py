@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .config import ConfigError, Source, load_schema, load_yaml, validate_schema
-from .patterns import Pattern, PatternError, PatternIndex, parse_pattern
+from .patterns import PatternError, PatternIndex, parse_pattern
 
 PLACEHOLDERS: dict[str, str] = {
     "storage": "storage_account",

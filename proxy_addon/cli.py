@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
+import os
 import json
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from .hostnames import DEFAULT_PORTS, InvalidHost, printable, split_authority
 from .policy import MODES, Policy
 from .policy_loader import load_policy
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["proxy_addon.cli_export", "proxy_addon.cli_learn", "proxy_addon.cli_env"]
 """Modules that add subcommands: each has ``register(subparsers)``."""
 
 EXIT_OK, EXIT_DENY, EXIT_ERROR = 0, 1, 2
@@ -39,10 +41,13 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Policy:
     """Load ``--config``; on a bad file print every problem and exit 2."""
+    if getattr(args, "config", None) == "":
+        eprint("azml-egress: --config is empty; give a policy file or a built-in policy name")
+        raise SystemExit(EXIT_ERROR)
     try:
         return load_policy(getattr(args, "config", None), mode)
     except ConfigError as e:
-        eprint(f"azml-egress: invalid policy ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}):")
+        eprint(f"azml-egress: invalid policy ({e.count_text}):")
         for problem in e.problems:
             eprint(f"  {problem}")
         raise SystemExit(EXIT_ERROR) from None
@@ -50,20 +55,84 @@ def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Po
 
 # -- run ----------------------------------------------------------------------
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    authenticated = bool(args.proxyauth) or any(o.startswith("proxyauth=") for o in args.set_options or [])
+    if not _is_loopback(args.listen_host) and not authenticated and not args.allow_unauthenticated:
+        eprint(f"azml-egress run: listening on {args.listen_host} (not loopback) needs proxy authentication "
+               "(--proxyauth USER:PASS or --proxyauth @HTPASSWD_FILE) or an explicit --allow-unauthenticated")
+        return EXIT_ERROR
+    for script in args.scripts or []:
+        if not Path(script).is_file() or not os.access(script, os.R_OK):
+            eprint(f"azml-egress run: script {script!r} is not a readable file")
+            return EXIT_ERROR
+    if args.proxyauth:
+        args.set_options = [*(args.set_options or []), f"proxyauth={args.proxyauth}"]
+    if args.allow_unauthenticated:
+        args.set_options = [*(args.set_options or []), "azml_allow_unauthenticated=true"]
     policy = load_policy_or_exit(args, args.mode)
     from .runtime import RunSettings, run  # mitmproxy is imported only here
 
+    learn = _learn_settings(args, policy)
     for warning in policy.warnings:
         eprint(f"warning: {warning}")
     settings = RunSettings(
         listen_host=args.listen_host, listen_port=args.listen_port,
         decision_log=args.decision_log or "", scripts=args.scripts or [], set_options=args.set_options or [],
-        resolve=args.resolve or [], mode=args.mode or "",
+        metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        resolve=args.resolve or [], mode=args.mode or "", **learn,
     )
     eprint(f"azml-egress {__version__}: proxy http://{args.listen_host}:{args.listen_port} "
            f"policy {policy.name!r} ({policy.source}), mode {policy.mode}")
-    return run(policy, settings)
+    code = run(policy, settings)
+    return EXIT_ERROR if code else EXIT_OK
+
+
+def _learn_settings(args: argparse.Namespace, policy: Policy) -> dict[str, object]:
+    """The ``learn_*`` fields of RunSettings; exits 2 on a bad combination."""
+    from .learn import DEFAULT_LEARN_FILE
+    from .learnfile import check_path
+
+    given = [flag for flag, value in (("--learn-file", args.learn_file), ("--learn-interval", args.learn_interval),
+                                      ("--learn-max-hosts", args.learn_max_hosts),
+                                      ("--learn-max-clients", args.learn_max_clients)) if value is not None]
+    if policy.mode != "learn":
+        if given:
+            eprint(f"azml-egress run: {', '.join(given)} needs learn mode (--mode learn, or 'mode: learn' in the "
+                   f"policy); the mode is {policy.mode}")
+            raise SystemExit(EXIT_ERROR)
+        return {}
+    path = args.learn_file or DEFAULT_LEARN_FILE
+    problem = check_path(path)
+    if problem:
+        eprint(f"azml-egress run: --learn-file: {problem}")
+        raise SystemExit(EXIT_ERROR)
+    out: dict[str, object] = {"learn_file": path}
+    for name in ("learn_interval", "learn_max_hosts", "learn_max_clients"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _port(text: str) -> int:
@@ -76,14 +145,26 @@ def _port(text: str) -> int:
     return value
 
 
+def _metrics_host(text: str) -> str:
+    if not text.strip() or any(c.isspace() or c in "/[]" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address (write e.g. 127.0.0.1, ::1 or 0.0.0.0)")
+    return text
+
+
 # -- check --------------------------------------------------------------------
 
 def cmd_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args, args.mode)
     try:
         host, port = split_authority(args.target, DEFAULT_PORTS[args.protocol])
-    except InvalidHost:
-        host, port = args.target, 0
+    except InvalidHost as e:
+        eprint(f"azml-egress check: {e} (write HOST or HOST:PORT with a port 1-65535)")
+        return EXIT_ERROR
+    try:
+        ipaddress.ip_address(args.source)
+    except ValueError:
+        eprint(f"azml-egress check: --source {printable(args.source)!r} is not an IP address")
+        return EXIT_ERROR
     decision = policy.decide(host, port, args.protocol, args.source)
     event = DecisionEvent(decision, policy.mode, client=args.source, method=args.method, policy=policy.name)
     data = record(event)
@@ -110,6 +191,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args)
     for warning in policy.warnings:
         print(f"warning: {warning}")
+    for note in policy.notes:
+        print(f"note: {note}")
     print(f"{policy.source}: valid: policy {policy.name!r}, catalog {policy.catalog.id} "
           f"(revision {policy.catalog.revision}), {len(policy.enabled_features)} features, "
           f"{policy.rule_count} rules, mode {policy.mode}")
@@ -181,12 +264,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--listen-port", type=_port, default=3128, help="port to listen on (default 3128)")
     p.add_argument("--decision-log", metavar="FILE", help="also append decision lines to FILE")
+    p.add_argument("--metrics-host", default="127.0.0.1", type=_metrics_host, metavar="HOST",
+                   help="address of the /metrics, /healthz, /readyz HTTP server (default 127.0.0.1)")
+    p.add_argument("--metrics-port", type=_port, default=9464, metavar="PORT",
+                   help="port of the /metrics, /healthz, /readyz HTTP server (default 9464; 0 disables it)")
     p.add_argument("-s", "--script", dest="scripts", action="append", metavar="FILE",
                    help="load a mitmproxy addon script as well (repeatable)")
+    p.add_argument("--proxyauth", metavar="SPEC",
+                   help="require proxy authentication: USER:PASS or @HTPASSWD_FILE (mitmproxy's proxyauth)")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="allow listening on a non-loopback address without proxy authentication")
     p.add_argument("--resolve", action="append", metavar="NAME=ADDRESS",
                    help="resolve NAME (or *.domain) to ADDRESS instead of asking DNS (repeatable)")
     p.add_argument("--set", dest="set_options", action="append", metavar="NAME=VALUE",
                    help="set a mitmproxy option (repeatable)")
+    learn = p.add_argument_group("learn mode", "record every host the traffic needs (see 'azml-egress learn')")
+    learn.add_argument("--learn-file", metavar="FILE",
+                       help="learn file to write, .json or .yaml/.yml (default ./azml-egress-learn.json)")
+    learn.add_argument("--learn-interval", type=_positive(float), metavar="SECONDS",
+                       help="seconds between two writes of the learn file (default 10)")
+    learn.add_argument("--learn-max-hosts", type=_positive(int), metavar="N",
+                       help="distinct (host, port, protocol) entries kept; more are only counted (default 10000)")
+    learn.add_argument("--learn-max-clients", type=_positive(int), metavar="N",
+                       help="client addresses kept per entry (default 16)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="show the decision the proxy would take for HOST[:PORT]")
@@ -220,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed the problem
+        return int(e.code) if isinstance(e.code, int) else EXIT_ERROR
     if getattr(args, "method", None) is not None and args.command == "check":
         args.method = "CONNECT" if args.protocol == "https" else "GET"
     try:
@@ -233,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as e:
         eprint(f"azml-egress: {printable(str(e), 300)}")
+        return EXIT_ERROR
+    except ConfigError as e:
+        eprint(f"azml-egress: {e.count_text}:")
+        for problem in e.problems:
+            eprint(f"  {problem}")
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        eprint(f"azml-egress {args.command}: unexpected error: {type(e).__name__}: {printable(str(e), 300)}")
         return EXIT_ERROR
 
 

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .hostnames import printable
+
 KeyPath = tuple[str | int, ...]
 
 
@@ -52,6 +54,12 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    @property
+    def count_text(self) -> str:
+        """``"1 problem"`` / ``"3 problems"``."""
+        n = len(self.problems)
+        return f"{n} problem{'s' if n != 1 else ''}"
+
 
 @dataclass
 class Source:
@@ -74,7 +82,31 @@ class Source:
         return Problem(self.file, path, self.line(path), message)
 
 
-def _build(loader: Any, node: yaml.Node, path: KeyPath, src: Source, problems: list[Problem]) -> Any:
+MAX_DEPTH = 64
+"""Deepest nesting a configuration file may have."""
+MAX_VALUES = 200_000
+"""Most values YAML aliases may add to a document (each use of an alias counts
+every value under its anchor again). Values written out in the file do not
+count, so a large policy (100,000 rules are about 700,000 values) loads."""
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _build(loader: Any, node: yaml.Node, path: KeyPath, src: Source, problems: list[Problem],
+           budget: list[int] | None = None, seen: set[int] | None = None) -> Any:
+    budget = budget if budget is not None else [MAX_VALUES]
+    seen = seen if seen is not None else set()
+    if id(node) in seen:  # built before: reached again through an alias
+        budget[0] -= 1
+    else:
+        seen.add(id(node))
+    if budget[0] < 0:
+        raise _TooBig(f"the document expands to more than {MAX_VALUES} values (YAML aliases repeat their anchor's "
+                      "contents); write the values out or split the file")
+    if len(path) > MAX_DEPTH:
+        raise _TooBig(f"nested deeper than {MAX_DEPTH} levels")
     src.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -89,10 +121,10 @@ def _build(loader: Any, node: yaml.Node, path: KeyPath, src: Source, problems: l
                     Problem(src.file, path + (key,), key_node.start_mark.line + 1, f"duplicate key {key!r}")
                 )
             src.lines[path + (key,)] = key_node.start_mark.line + 1
-            result[key] = _build(loader, value_node, path + (key,), src, problems)
+            result[key] = _build(loader, value_node, path + (key,), src, problems, budget, seen)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, path + (i,), src, problems) for i, item in enumerate(node.value)]
+        return [_build(loader, item, path + (i,), src, problems, budget, seen) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -118,6 +150,10 @@ def parse_yaml(text: str, file: str) -> Source:
         raise ConfigError([Problem(file, (), line, f"not valid YAML: {e.problem or e}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(file, (), None, f"not valid YAML: {e}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, (), None, f"nested deeper than {MAX_DEPTH} levels")]) from None
+    except _TooBig as e:
+        raise ConfigError([Problem(file, (), None, str(e))]) from None
     if problems:
         raise ConfigError(problems)
     if src.data is None:
@@ -125,22 +161,54 @@ def parse_yaml(text: str, file: str) -> Source:
     return src
 
 
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Largest configuration file read (a device or a runaway file is refused)."""
+
+
+def read_text(path: str | Path) -> str:
+    """Read a configuration file as UTF-8 (a leading BOM is dropped); raises
+    :class:`ConfigError` for a missing, unreadable, non-regular or huge file."""
+    path = Path(path)
+    file = printable(str(path), 200)
+    try:
+        if path.exists() and not path.is_file():
+            raise ConfigError([Problem(file, (), None, "is not a regular file")])
+        if path.exists() and path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError([Problem(file, (), None, f"is larger than {MAX_FILE_BYTES // 2**20} MiB")])
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([Problem(file, (), None, "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(file, (), None, f"cannot be read: {getattr(e, 'strerror', None) or e}")]) from None
+
+
+def load_json(text: str, file: str) -> Any:
+    """Parse JSON text; raises :class:`ConfigError` naming the file and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError([Problem(file, (), e.lineno, f"not valid JSON: {e.msg} (column {e.colno})")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, (), None, "not valid JSON: nested too deeply")]) from None
+    except ValueError as e:  # e.g. an integer with thousands of digits
+        raise ConfigError([Problem(file, (), None, f"not valid JSON: {e}")]) from None
+
+
 def load_yaml(path: str | Path) -> Source:
     """Read and parse a YAML file; unreadable files raise :class:`ConfigError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), (), None, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([Problem(str(path), (), None, f"cannot be read: {e}")]) from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(read_text(path), str(path))
 
 
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``proxy_addon/schemas/NAME.schema.json``."""
     text = resources.files("proxy_addon").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value as shown in messages: repr, escaped, cut to ``limit`` characters."""
+    text = repr(value)
+    return printable(text, limit) if len(text) > limit or not text.isprintable() else text
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
@@ -162,12 +230,12 @@ def _describe(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
     if validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return path, f"expected {expected}, got {type(error.instance).__name__} {error.instance!r}"
+        return path, f"expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
     if validator == "enum":
-        return path, f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+        return path, f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}"
     if validator == "pattern":
         hint = error.schema.get("description", f"must match {error.validator_value}")
-        return path, f"{error.instance!r}: {hint}"
+        return path, f"{_short(error.instance)}: {hint}"
     return path, error.message
 
 

@@ -30,7 +30,9 @@ class Reason(enum.StrEnum):
     DENY_RULE = "deny_rule"
     """A rule of a deny rule collection matched first."""
     PORT_NOT_ALLOWED = "port_not_allowed"
-    """A rule matched the host but not the protocol/port (or source)."""
+    """A rule matched the host but not the protocol/port."""
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
+    """A rule matched host, protocol and port, but not the client's source address."""
     IP_LITERAL = "ip_literal"
     """The target is an IP address and no destination-address rule allows it."""
     INVALID_HOST = "invalid_host"
@@ -99,7 +101,7 @@ class Decision:
         if self.reason in (Reason.RULE_MATCHED, Reason.DENY_RULE):
             action = "Allow" if self.allowed else "Deny"
             return f"{head} Action: {action}. Rule Collection: {self.rule_collection}. Rule: {self.rule}"
-        if self.reason in (Reason.NO_RULE_MATCHED, Reason.PORT_NOT_ALLOWED):
+        if self.reason in (Reason.NO_RULE_MATCHED, Reason.PORT_NOT_ALLOWED, Reason.SOURCE_NOT_ALLOWED):
             return f"{head} Action: Deny. No rule matched. Proceeding with default action"
         return f"{head} Action: Deny. Reason: {self.detail or self.reason.value}"
 

@@ -8,6 +8,8 @@ never breaking a decision. All events carry the same immutable
 
 from __future__ import annotations
 
+import errno
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +23,17 @@ UPSTREAM_ERROR_KINDS = ("dns", "refused", "timeout", "tls", "reset", "other")
 def classify_upstream_error(message: str) -> str:
     """Map a connection error message to one of :data:`UPSTREAM_ERROR_KINDS`."""
     text = message.lower()
+    number = re.search(r"\[errno (-?\d+)\]", text)
+    if number:
+        code = int(number.group(1))
+        if code == errno.ECONNREFUSED:
+            return "refused"
+        if code == errno.ETIMEDOUT:
+            return "timeout"
+        if code in (errno.ECONNRESET, errno.EPIPE):
+            return "reset"
+        if code in (-2, -3, -5):  # EAI_NONAME, EAI_AGAIN, EAI_NODATA
+            return "dns"
     if any(s in text for s in ("name or service not known", "getaddrinfo", "nodename nor servname",
                                 "no address associated", "temporary failure in name resolution", "dns")):
         return "dns"

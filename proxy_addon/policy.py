@@ -102,6 +102,9 @@ class Policy:
     workspace: dict[str, str] = field(default_factory=dict)
     options: dict[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    """Risky but valid entries (lookalike wildcards, public suffixes), with file and line."""
+    notes: tuple[str, ...] = ()
+    """Enabled catalog entries an HTTP proxy cannot enforce (UDP, SMB, URL paths)."""
     features_by_id: dict[str, Feature] = field(default_factory=dict)
     private_ranges_allowed: tuple[IPNetwork, ...] = ()
     """Destination networks exempt from the private-address refusal."""
@@ -190,9 +193,11 @@ class Policy:
             if near_pattern is None or pattern.specificity < near_pattern.specificity:
                 near_miss, near_pattern = placement, pattern
         if near_miss is not None:
+            wrong_source = (protocol, port) in near_miss.rule.protocols
             return self._with_feature(
                 Decision(
-                    Action.DENY, Reason.PORT_NOT_ALLOWED, protocol, name, port,
+                    Action.DENY, Reason.SOURCE_NOT_ALLOWED if wrong_source else Reason.PORT_NOT_ALLOWED,
+                    protocol, name, port,
                     rule=near_miss.rule.name, rule_collection=near_miss.collection.name,
                     rule_collection_group=near_miss.group.name,
                     detail=self._near_miss_detail(near_miss.rule, protocol, port, client_ip),
@@ -208,6 +213,10 @@ class Policy:
     @staticmethod
     def _near_miss_detail(rule: Rule, protocol: str, port: int, client_ip: str | None) -> str:
         allowed = ", ".join(f"{p}:{n}" for p, n in sorted(rule.protocols))
+        if not rule.protocols:
+            network = ", ".join(f"{p}:{n}" for p, n in rule.network_protocols) or "no HTTP(S) port"
+            return (f"rule {rule.name!r} matches the host but only for {network}, which needs an Azure Firewall "
+                    "network rule; an HTTP proxy cannot carry it")
         if (protocol, port) in rule.protocols:
             return f"rule {rule.name!r} matches the host but not the source address {client_ip}"
         return f"rule {rule.name!r} matches the host but allows only {allowed}, not {protocol}:{port}"
@@ -245,7 +254,7 @@ class Policy:
         return replace(
             decision,
             feature=feature.id, feature_title=feature.title, group=feature.group,
-            feature_enabled=feature.id in self.enabled_features,
+            feature_enabled=feature.catalog == self.catalog.id and feature.id in self.enabled_features,
             catalog=feature.catalog,
             catalog_pattern=attribution.pattern if attribution and attribution.feature.id == feature.id else None,
         )

@@ -41,9 +41,10 @@ def resolve_policy_path(name_or_path: str | None) -> Path:
     """``None`` -> the default policy; a built-in policy name; or a file path."""
     if not name_or_path:
         return builtin_policy_path()
-    candidate = builtin_policy_path(name_or_path)
-    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and candidate.is_file():
-        return candidate
+    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and len(name_or_path) < 200:
+        candidate = builtin_policy_path(name_or_path)
+        if candidate.is_file():
+            return candidate
     return Path(name_or_path)
 
 
@@ -76,9 +77,14 @@ class _Builder:
         self.src = src
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self.notes: list[str] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.src.problem(path, message))
+
+    def note(self, message: str) -> None:
+        """Something the policy enables that a proxy cannot enforce (shown by validate)."""
+        self.notes.append(message)
 
     def warn(self, path: KeyPath, message: str) -> None:
         self.warnings.append(str(self.src.problem(path, message)))
@@ -153,12 +159,12 @@ class _Builder:
             for endpoint in feature.hosts:
                 resolved = endpoint.resolve(workspace)
                 if endpoint.path:
-                    self.warn(("features",), f"feature {feature.id!r}: {endpoint.pattern}{endpoint.path} is a URL with a "
+                    self.note(f"feature {feature.id!r}: {endpoint.pattern}{endpoint.path} is a URL with a "
                               "path; an application rule on target FQDNs cannot express it, so it is not allowed here")
                     continue
                 if endpoint.network_protocols:
                     ports = ", ".join(f"{p}:{n}" for p, n in endpoint.network_protocols)
-                    self.warn(("features",), f"feature {feature.id!r}: {resolved} also needs {ports}, which an HTTP proxy "
+                    self.note(f"feature {feature.id!r}: {resolved} also needs {ports}, which an HTTP proxy "
                               "cannot carry; Azure Firewall needs a network rule for it (see 'azml-egress export')")
                 name = rule_name_for(resolved)
                 base, n = name, 2
@@ -231,14 +237,15 @@ class _Builder:
                 rules.append(rule)
         return RuleCollection(data["name"], data["priority"], Action(data["action"]), tuple(rules))
 
-    def groups(self, data: dict[str, Any], feature_ids: set[str]) -> list[RuleCollectionGroup]:
+    def groups(self, data: dict[str, Any], feature_ids: set[str], reserve_features_group: bool = True) -> list[RuleCollectionGroup]:
         groups = []
         raw_groups = [(g, ("rule_collection_groups", i)) for i, g in enumerate(data.get("rule_collection_groups") or [])]
         if data.get("rule_collections"):
             name, priority = DEFAULT_GROUP
             raw_groups.append(({"name": name, "priority": priority, "rule_collections": data["rule_collections"]}, ()))
         collection_names: set[str] = set()
-        group_names: set[str] = {FEATURES_GROUP}
+        # an imported Azure Firewall policy may use the name itself when it enables no features
+        group_names: set[str] = {FEATURES_GROUP} if reserve_features_group else set()
         for group, path in raw_groups:
             if group["name"] in group_names:
                 self.fail(path + ("name",), f"rule collection group name {group['name']!r} is already used")
@@ -266,16 +273,23 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
     enabled = builder.features(data, catalog)
     all_features = {f.id: f for c in builtin_catalogs() for f in c.features}
     all_features.update({f.id: f for f in catalog.features})
-    groups = builder.groups(data, set(all_features))
+    groups = builder.groups(data, set(all_features), reserve_features_group=bool(enabled))
     if builder.problems:
         raise ConfigError(builder.problems)
-    groups.append(builder.feature_group(catalog, enabled, workspace,
-                                        data.get("features_priority", DEFAULT_FEATURES_PRIORITY)))
+    if enabled or all(g.name != FEATURES_GROUP for g in groups):
+        groups.append(builder.feature_group(catalog, enabled, workspace,
+                                            data.get("features_priority", DEFAULT_FEATURES_PRIORITY)))
     if mode is not None and mode not in MODES:
         raise ConfigError([Problem(src.file, ("mode",), None, f"mode {mode!r} is not one of {', '.join(MODES)}")])
     options = dict(data.get("options") or {})
     private = builder.networks(options.get("private_ranges_allowed") or [], ("options", "private_ranges_allowed"),
                                "private ranges the proxy may connect to")
+    for i, net in enumerate(private):
+        for sensitive, what in (("169.254.169.254", "the cloud metadata endpoint"), ("127.0.0.1", "loopback")):
+            address = ipaddress.ip_address(sensitive)
+            if net.version == address.version and address in net:
+                builder.warn(("options", "private_ranges_allowed", i),
+                             f"{net} includes {sensitive} ({what}); list only the ranges of your private endpoints")
     if builder.problems:
         raise ConfigError(builder.problems)
     others = [c for c in builtin_catalogs() if c.id != catalog.id]
@@ -291,6 +305,7 @@ def policy_from_source(src: Source, mode: str | None = None) -> Policy:
         workspace=workspace,
         options=options,
         warnings=tuple(builder.warnings),
+        notes=tuple(builder.notes),
         features_by_id=all_features,
         private_ranges_allowed=private,
     )

@@ -15,7 +15,7 @@ import socket
 from typing import Iterable
 
 from .hostnames import InvalidHost, normalise_host
-from .patterns import PatternError, PatternIndex, parse_pattern
+from .patterns import Pattern, PatternError, PatternIndex, parse_pattern
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,10 +24,10 @@ class ResolveError(OSError):
     """The name has no usable address (the message says why)."""
 
 
-def parse_overrides(specs: Iterable[str]) -> PatternIndex[IPAddress]:
+def parse_overrides(specs: Iterable[str]) -> PatternIndex[tuple[Pattern, IPAddress]]:
     """``["pypi.org=10.1.2.3", "*.internal.example=10.0.0.5"]`` -> an index;
     raises ``ValueError`` naming the bad entry."""
-    index: PatternIndex[IPAddress] = PatternIndex()
+    index: PatternIndex[tuple[Pattern, IPAddress]] = PatternIndex()
     for spec in specs:
         name, sep, value = spec.partition("=")
         if not sep:
@@ -37,7 +37,7 @@ def parse_overrides(specs: Iterable[str]) -> PatternIndex[IPAddress]:
             address = ipaddress.ip_address(value.strip())
         except (PatternError, ValueError) as e:
             raise ValueError(f"resolve entry {spec!r}: {e}") from None
-        index.add(pattern, address)
+        index.add(pattern, (pattern, address))
     return index
 
 
@@ -56,8 +56,8 @@ class Resolver:
         if normalised.ip is not None:
             return [normalised.ip]
         pinned = self.overrides.lookup(normalised.name) if len(self.overrides) else []
-        if pinned:
-            return [pinned[0]]
+        if pinned:  # the most specific entry wins: exact names, then longer wildcards
+            return [min(pinned, key=lambda entry: entry[0].specificity)[1]]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(normalised.name, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:

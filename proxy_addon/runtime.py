@@ -1,10 +1,14 @@
 """The lean mitmproxy master behind ``azml-egress run``.
 
-It loads only the addons this product needs (12 instead of the 36 that mitmdump
-loads): logging to stderr, core, proxy authentication, client blocking,
-the proxy server, layer selection, TLS configuration, the egress policy addon,
-the h2c-upgrade guard for plain HTTP, user scripts (``-s``) and the start-up
-error check. Decision lines go to stdout.
+It loads only the addons this product needs (14 instead of the 36 that
+mitmdump loads): logging to stderr, core, proxy authentication, client
+blocking, the proxy server, the connection guard, the egress policy addon, the
+metrics exporter, layer selection, TLS configuration, the h2c-upgrade guard for
+plain HTTP, user scripts (``-s``) and the start-up error check. Decision lines
+go to stdout. The egress addon sits before mitmproxy's layer selection, as
+mitmdump orders scripts, so it takes tunnelled TLS first and relays it as raw
+TCP with byte counts. In learn mode a :class:`~proxy_addon.learn.LearnRecorder`
+observes every decision.
 
 Per connection it does less than mitmdump (README "Performance"):
 
@@ -12,7 +16,8 @@ Per connection it does less than mitmdump (README "Performance"):
   it, instead of walking every addon inside a context manager per event;
 * mitmproxy's per-connection log lines (client/server connect and disconnect,
   four lines to stderr per tunnel, all said better by the decision log) are
-  only written with ``--set termlog_verbosity=debug``;
+  only written with ``--set termlog_verbosity=debug``
+  (:class:`ConnectionLogFilter`);
 * objects alive after start-up are frozen out of the garbage collector's scans
   (:func:`freeze_startup_objects`);
 * the decision log is written by a background thread
@@ -22,20 +27,23 @@ Per connection it does less than mitmdump (README "Performance"):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
-import inspect
 import logging
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
-from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, master, options
+from mitmproxy import ctx, exceptions, master, options
 from mitmproxy.addons import (block, core, disable_h2c, errorcheck, next_layer, proxyauth, proxyserver, script,
                               termlog, tlsconfig)
 
-from .addon import EgressPolicy
+from .guard import ConnectionGuard
+from .hookdispatch import HookDispatch
+from .learn import DEFAULT_INTERVAL, DEFAULT_LEARN_FILE, LearnRecorder
+from .learnfile import DEFAULT_MAX_CLIENTS, DEFAULT_MAX_HOSTS
+from .metrics_addon import build_addons
+from .metrics_server import DEFAULT_HOST, DEFAULT_PORT
+from .observers import Observer
 from .policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,9 @@ class RunSettings:
     listen_port: int = 3128
     decision_log: str = ""
     log_stdout: bool = True
+    metrics_host: str = DEFAULT_HOST
+    metrics_port: int = DEFAULT_PORT
+    """Port of the /metrics, /healthz, /readyz server; 0 disables it."""
     scripts: list[str] = field(default_factory=list)
     set_options: list[str] = field(default_factory=list)
     """Extra mitmproxy options as ``name=value``."""
@@ -56,176 +67,99 @@ class RunSettings:
     """Static name resolution entries ``NAME=ADDRESS``."""
     mode: str = ""
     """Mode override (kept across policy reloads); empty: the policy's."""
-
-
-_ARG_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _hook_args(event: hooks.Hook) -> list[Any]:
-    """``event.args()`` without calling ``dataclasses.fields`` every time."""
-    names = _ARG_NAMES.get(type(event))
-    if names is None:
-        names = _ARG_NAMES[type(event)] = tuple(f.name for f in dataclasses.fields(event))  # type: ignore[arg-type]
-    return [getattr(event, name) for name in names]
-
-
-class HookDispatch(addonmanager.AddonManager):
-    """mitmproxy's addon manager with a table from hook name to the addons implementing it.
-
-    mitmproxy walks every addon (and its sub-addons) for every event, each
-    inside a context manager; a tunnel fires 10 events, so the walk
-    costs more than the handlers. Here each hook name maps to the bound
-    handlers of the addons that have it, in chain order, built on first use and
-    dropped whenever the chain changes (``add``, ``register``, ``remove``,
-    ``clear``). Addons that manage sub-addons (an ``addons`` attribute: the
-    script loader and its scripts) are still walked at dispatch time, so ``-s``
-    scripts, their reloads and their own ``addons`` lists behave as in
-    mitmdump. Errors behave as in mitmproxy: an exception is logged as
-    ``Addon error`` with its traceback and the next handler runs;
-    ``AddonHalt`` stops the chain; ``OptionsError`` propagates.
-    """
-
-    def __init__(self, master_: master.Master) -> None:
-        super().__init__(master_)
-        self._table: dict[str, list[tuple[Any, Callable | None, bool]]] = {}
-
-    # -- keeping the table right ------------------------------------------------
-
-    def register(self, addon):
-        self._table.clear()
-        try:
-            return super().register(addon)
-        finally:
-            self._table.clear()
-
-    def add(self, *addons) -> None:
-        try:
-            super().add(*addons)
-        finally:
-            self._table.clear()
-
-    def remove(self, addon) -> None:
-        try:
-            super().remove(addon)
-        finally:
-            self._table.clear()
-
-    def clear(self) -> None:
-        super().clear()
-        self._table.clear()
-
-    def handlers(self, name: str) -> list[tuple[Any, Callable | None, bool]]:
-        """``(addon, bound handler or None, walk)`` for hook ``name`` in chain
-        order; ``walk`` marks an addon with sub-addons, walked at dispatch time."""
-        entries = self._table.get(name)
-        if entries is None:
-            entries = []
-            for addon in self.chain:
-                func = getattr(addon, name, None)
-                func = func if callable(func) else None
-                walk = hasattr(addon, "addons")
-                if func is not None or walk:
-                    entries.append((addon, func, walk))
-            self._table[name] = entries
-        return entries
-
-    def has_handlers(self, name: str) -> bool:
-        """Whether any addon (or loaded script) handles hook ``name`` now."""
-        return any(func is not None or (walk and addon.addons) for addon, func, walk in self.handlers(name))
-
-    # -- dispatch -------------------------------------------------------------------
-
-    @staticmethod
-    def _failed(error: Exception) -> None:
-        logging.getLogger(addonmanager.__name__).error(
-            f"Addon error: {error}", exc_info=(type(error), error, error.__traceback__))
-
-    async def trigger_event(self, event: hooks.Hook) -> None:
-        entries = self.handlers(event.name)
-        if not entries:
-            return
-        args = _hook_args(event)
-        for addon, func, walk in entries:
-            try:
-                if walk and addon.addons:
-                    await self.invoke_addon(addon, event)
-                elif func is not None:
-                    result = func(*args)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-            except exceptions.AddonHalt:
-                return
-            except exceptions.OptionsError:
-                raise
-            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: log and go on
-                self._failed(e)
-
-    def trigger(self, event: hooks.Hook) -> None:
-        entries = self.handlers(event.name)
-        if not entries:
-            return
-        args = _hook_args(event)
-        for addon, func, walk in entries:
-            try:
-                if (walk and addon.addons) or (func is not None and inspect.iscoroutinefunction(func)):
-                    self.invoke_addon_sync(addon, event)  # walks sub-addons; refuses async handlers
-                elif func is not None:
-                    func(*args)
-            except exceptions.AddonHalt:
-                return
-            except exceptions.OptionsError:
-                raise
-            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: log and go on
-                self._failed(e)
-
-    async def handle_lifecycle(self, event: hooks.Hook) -> None:
-        await self.trigger_event(event)
-        args = _hook_args(event)
-        if args and isinstance(args[0], flow.Flow) and self.has_handlers("update"):
-            await self.trigger_event(hooks.UpdateHook([args[0]]))
+    learn_file: str = DEFAULT_LEARN_FILE
+    """Learn mode only: where the recorder writes (JSON, or YAML by extension)."""
+    learn_interval: float = DEFAULT_INTERVAL
+    """Seconds between two writes of the learn file."""
+    learn_max_hosts: int = DEFAULT_MAX_HOSTS
+    learn_max_clients: int = DEFAULT_MAX_CLIENTS
 
 
 CONNECTION_LOGGER = "mitmproxy.proxy.server"
 """mitmproxy's logger of per-connection lines (client/server connect and disconnect)."""
 
 
-class ConnectionLogLevel:
-    """Per-connection log lines only at ``termlog_verbosity=debug``: the
-    decision log already has one line per decision, and writing four more
-    lines per tunnel to stderr costs more CPU than deciding."""
+class ConnectionLogFilter(logging.Filter):
+    """Keeps mitmproxy's per-connection lines below WARNING out of the terminal
+    log (and of the deprecated ``add_log`` event) unless
+    ``termlog_verbosity=debug``: the decision log already has one line per
+    decision, and formatting four more lines per tunnel for stderr costs more
+    CPU than deciding. The records are still created, so other handlers on
+    that logger (the connection guard's) see them."""
 
-    def load(self, loader) -> None:
-        logging.getLogger(CONNECTION_LOGGER).setLevel(logging.WARNING)
+    def __init__(self) -> None:
+        super().__init__()
+        self.debug = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.debug or record.levelno >= logging.WARNING or record.name != CONNECTION_LOGGER
 
     def configure(self, updated) -> None:
         if "termlog_verbosity" in updated:
-            debug = ctx.options.termlog_verbosity == "debug"
-            logging.getLogger(CONNECTION_LOGGER).setLevel(logging.NOTSET if debug else logging.WARNING)
+            self.debug = ctx.options.termlog_verbosity == "debug"
 
 
 class EgressMaster(master.Master):
     """A mitmproxy master with only the addons azml-egress needs, and a
     cheaper hook dispatch (:class:`HookDispatch`)."""
 
-    def __init__(self, opts: options.Options, policy: Policy) -> None:
+    def __init__(self, opts: options.Options, policy: Policy, observers: list[Observer] | None = None) -> None:
         super().__init__(opts, with_termlog=False)
         plain, self.addons = self.addons, HookDispatch(self)
         opts.changed.disconnect(plain._configure_all)
-        self.egress = EgressPolicy(policy)
+        self.egress, self.exporter = build_addons(policy, observers=observers)
+        self.guard = ConnectionGuard(self.egress)
+        terminal = termlog.TermLog(out=sys.stderr)
+        self.connection_log_filter = ConnectionLogFilter()
+        terminal.logger.addFilter(self.connection_log_filter)
+        self._legacy_log_events.addFilter(self.connection_log_filter)
         self.addons.add(
-            termlog.TermLog(out=sys.stderr),
-            ConnectionLogLevel(),
+            terminal,
+            self.connection_log_filter,
             core.Core(),
             proxyauth.ProxyAuth(),
             block.Block(),
             proxyserver.Proxyserver(),
+            # before NextLayer, as mitmdump orders scripts: the egress addon's
+            # next_layer turns checked tunnels into raw TCP relays (bytes counted)
+            self.guard,
+            self.egress,
+            self.exporter,
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
             disable_h2c.DisableH2C(),
-            self.egress,
             script.ScriptLoader(),
             errorcheck.ErrorCheck(),
         )
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit (two per tunnel)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning(f"azml-egress: cannot raise the open-file limit: {e}")
+
+
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
+def start_recorder(policy: Policy, settings: RunSettings) -> LearnRecorder | None:
+    """The learn recorder in learn mode (its file written once already), else
+    ``None``; raises ``OSError`` when the learn file cannot be written."""
+    if policy.mode != "learn":
+        return None
+    recorder = LearnRecorder(settings.learn_file, settings.learn_interval, settings.learn_max_hosts,
+                             settings.learn_max_clients)
+    recorder.start()
+    return recorder
 
 
 def freeze_startup_objects() -> None:
@@ -240,20 +174,27 @@ def freeze_startup_objects() -> None:
 
 
 def run(policy: Policy, settings: RunSettings) -> int:
-    """Run the proxy until SIGINT/SIGTERM; returns the process exit code."""
+    """Run the proxy until SIGINT/SIGTERM; returns the process exit code.
 
-    async def main() -> int:
+    In learn mode the learn file is written every ``settings.learn_interval``
+    seconds by a background thread and once more on shutdown.
+    """
+    raise_open_file_limit()
+
+    async def main(recorder: LearnRecorder | None) -> int:
         logging.getLogger().setLevel(logging.INFO)
         for noisy in ("tornado", "asyncio", "hpack", "quic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         opts = options.Options()
-        proxy = EgressMaster(opts, policy)
+        proxy = EgressMaster(opts, policy, observers=[recorder] if recorder else None)
         try:
             opts.update(
                 listen_host=settings.listen_host,
                 listen_port=settings.listen_port,
                 azml_decision_log=settings.decision_log,
                 azml_log_stdout=settings.log_stdout,
+                azml_metrics_host=settings.metrics_host,
+                azml_metrics_port=settings.metrics_port,
                 azml_mode=settings.mode,
                 azml_resolve=settings.resolve,
                 connection_strategy="lazy",
@@ -262,20 +203,34 @@ def run(policy: Policy, settings: RunSettings) -> int:
                 opts.set(*settings.set_options)
             if settings.scripts:
                 opts.update(scripts=settings.scripts)
-        except exceptions.OptionsError as e:
-            print(f"azml-egress run: {e}", file=sys.stderr)
+        except (exceptions.OptionsError, NotImplementedError, ValueError, KeyError) as e:
+            print(f"azml-egress run: bad option: {e}", file=sys.stderr)
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, proxy.shutdown)
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if recorder is not None:
+            logger.info(f"azml-egress: learn mode: recording to {recorder.path} every {recorder.interval:g} s")
         freeze_startup_objects()
         await proxy.run()
+        # Connections still open at shutdown are cancelled by asyncio.run; on
+        # Python 3.11 asyncio's stream callback then reports the cancellation as
+        # an error with a traceback (fixed in 3.12). It is no error.
+        loop.set_exception_handler(_ignore_cancelled)
         errors = proxy.addons.get("errorcheck")
         return 1 if errors and getattr(errors, "has_errored", False) else 0
 
     try:
-        return asyncio.run(main())
+        recorder = start_recorder(policy, settings)
+    except OSError as e:
+        print(f"azml-egress run: cannot write the learn file {settings.learn_file}: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(main(recorder))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if recorder is not None:
+            recorder.close()

@@ -117,3 +117,19 @@ def test_run_refuses_a_bad_policy():
                                                    "--listen-port", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "unknown feature 'pip'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "pypi.org:99999"], "outside 1..65535"),
+    (["check", "pypi.org:abc"], "not a number"),
+    (["check", "pypi.org", "--source", "nope"], "not an IP address"),
+    (["validate", "--config", ""], "--config is empty"),
+    (["validate", "--config", "/dev/zero"], "not a regular file"),
+    (["validate", "--config", "x" * 100_000], "cannot be read"),
+    (["run", "-s", "/nonexistent/script.py", "--listen-port", "0"], "not a readable file"),
+    (["run", "--metrics-host", "\u202ebad host", "--listen-port", "0"], "--metrics-host"),
+])
+def test_bad_input_exits_2_with_a_message(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

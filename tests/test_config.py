@@ -33,3 +33,46 @@ def test_yaml_errors(text, message):
 def test_suggest():
     assert suggest("featurs", ["features", "mode"]) == "; did you mean 'features'?"
     assert suggest("zzz", ["features"]) == ""
+
+
+def test_alias_bombs_and_deep_nesting_are_refused_quickly():
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for level, prev in zip("bcdefghij", "abcdefghi"):
+        bomb += f"{level}: &{level} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="expands to more than"):
+        parse_yaml(bomb, "bomb.yaml")
+    assert time.monotonic() - started < 5
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
+        parse_yaml("x: " + "[" * 900 + "]" * 900 + "\n", "deep.yaml")
+
+
+def test_values_written_out_are_not_capped():
+    """Only alias expansions count against the cap: a large policy loads."""
+    from proxy_addon.config import MAX_VALUES
+
+    src = parse_yaml("x: [" + ", ".join(["1"] * (MAX_VALUES + 10)) + "]\n", "big.yaml")
+    assert len(src.data["x"]) == MAX_VALUES + 10
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000, "nested too deeply"), ('{"a": 1', "not valid JSON"), ("1" * 5000, "not valid JSON"),
+])
+def test_json_errors(text, message):
+    from proxy_addon.config import load_json
+
+    with pytest.raises(ConfigError, match=message):
+        load_json(text, "f.json")
+
+
+def test_files_that_are_not_regular_files(tmp_path):
+    from proxy_addon.config import read_text
+
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_text("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_text(tmp_path)
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfversion: 1\n")
+    assert read_text(tmp_path / "bom.yaml") == "version: 1\n"

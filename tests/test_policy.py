@@ -168,7 +168,7 @@ def test_source_addresses():
 """)
     assert p.decide("x.example", 443, "https", "10.0.0.4").allowed
     d = p.decide("x.example", 443, "https", "10.0.1.4")
-    assert d.reason is Reason.PORT_NOT_ALLOWED and "source address" in d.detail
+    assert d.reason is Reason.SOURCE_NOT_ALLOWED and "source address" in d.detail
     assert p.decide("x.example", 443, "https", "::ffff:10.0.0.9").allowed
 
 
@@ -255,3 +255,18 @@ def test_internal_error_fails_closed(monkeypatch):
 def test_bad_port_is_invalid_host():
     assert STAR_PYPI.decide("test.pypi.org", 0).reason is Reason.INVALID_HOST
     assert STAR_PYPI.decide("test.pypi.org", 70000).reason is Reason.INVALID_HOST
+
+
+def test_network_only_rule_explains_itself():
+    p = policy_from_text("version: 1\nfeatures: [compute-instance]\n")
+    d = p.decide("westeurope.tundra.azureml.ms", 443)
+    assert d.reason is Reason.PORT_NOT_ALLOWED and d.feature == "compute-instance"
+    assert "udp:5831" in d.detail and "network rule" in d.detail
+
+
+def test_feature_enabled_only_for_the_active_catalog():
+    p = policy_from_text("version: 1\ncloud: AzureUSGovernment\nfeatures: [required]\n")
+    d = p.decide("login.microsoftonline.com", 443)
+    assert d.action is Action.DENY and d.feature == "entra-id" and d.catalog == "azureml"
+    assert d.feature_enabled is False
+    assert p.decide("login.microsoftonline.us", 443).allowed

@@ -88,3 +88,9 @@ def test_mode_override():
 ])
 def test_rule_names(pattern, name):
     assert rule_name_for(pattern) == name
+
+
+def test_warns_when_private_ranges_open_the_metadata_endpoint():
+    p = policy_from_text("version: 1\noptions: {private_ranges_allowed: [0.0.0.0/0, 10.0.0.0/8]}\n", file="p.yaml")
+    assert any("169.254.169.254" in w for w in p.warnings)
+    assert not any("10.0.0.0/8" in w for w in p.warnings)

@@ -1,4 +1,5 @@
-"""The lean runtime: hook dispatch table, quiet connection logs, frozen start-up objects."""
+"""The lean runtime: which addons it loads, in which order; quiet connection
+logs, frozen start-up objects, decision lines written on shutdown."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import gc
 import json
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -13,192 +15,90 @@ import urllib.request
 import weakref
 
 import pytest
-from mitmproxy import connection, exceptions, hooks, master, options
-from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.layers.http import HttpConnectHook
-from mitmproxy.test import tflow
+from mitmproxy import options
 
-from proxy_addon.runtime import CONNECTION_LOGGER, EgressMaster, HookDispatch, freeze_startup_objects
+from proxy_addon.hookdispatch import HookDispatch
 from proxy_addon.policy_loader import load_policy
+from proxy_addon.runtime import (CONNECTION_LOGGER, ConnectionLogFilter, EgressMaster, freeze_startup_objects,
+                                 raise_open_file_limit)
+
+def test_lean_master_loads_only_what_it_needs_in_order():
+    async def build():
+        master = EgressMaster(options.Options(), load_policy())
+        return [type(a).__name__ for a in master.addons.chain]
+
+    names = asyncio.run(build())
+    assert len(names) < 16
+    assert names.index("EgressPolicy") < names.index("NextLayer")  # tunnels are checked first
+    assert names.index("ConnectionGuard") < names.index("EgressPolicy")
+    assert names.index("ProxyAuth") < names.index("EgressPolicy")  # 407 before deciding
+    assert "ScriptLoader" in names and "Dumper" not in names
 
 
-class Recorder:
-    def __init__(self, name, calls, fail=False, halt=False):
-        self.name, self.calls, self.fail, self.halt = name, calls, fail, halt
-
-    def client_connected(self, client):
-        self.calls.append((self.name, client))
-        if self.fail:
-            raise RuntimeError(f"{self.name} broke")
-        if self.halt:
-            raise exceptions.AddonHalt()
+def test_open_file_limit_is_raised():
+    raise_open_file_limit()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY
 
 
-class AsyncRecorder:
-    def __init__(self, name, calls):
-        self.name, self.calls = name, calls
-
-    async def client_connected(self, client):
-        await asyncio.sleep(0)
-        self.calls.append((self.name, client))
-
-
-class Silent:
-    name = "silent"
-
-
-class Parent:
-    """Manages sub-addons the way mitmproxy's script loader does."""
-
-    name = "parent"
-
-    def __init__(self):
-        self.addons = []
-
-
-def client():
-    return connection.Client(peername=("127.0.0.1", 5555), sockname=("127.0.0.1", 3128))
-
-
-def run(coro_fn):
-    """Run ``coro_fn(manager)`` with a fresh master whose addon manager is a HookDispatch."""
-
-    async def main():
-        m = master.Master(options.Options())
-        plain, m.addons = m.addons, HookDispatch(m)
-        m.options.changed.disconnect(plain._configure_all)
-        return await coro_fn(m.addons)
-
-    return asyncio.run(main())
-
-
-def test_only_implementing_addons_are_called_in_chain_order_and_async_ones_awaited():
-    calls = []
-    c = client()
-
-    async def go(addons):
-        addons.add(Recorder("a", calls), Silent(), AsyncRecorder("b", calls), Recorder("c", calls))
-        assert [type(a).__name__ for a, func, walk in addons.handlers("client_connected")] == \
-            ["Recorder", "AsyncRecorder", "Recorder"]
-        assert addons.handlers("tcp_message") == []
-        await addons.trigger_event(server_hooks.ClientConnectedHook(c))
-
-    run(go)
-    assert calls == [("a", c), ("b", c), ("c", c)]
-
-
-def test_a_failing_addon_is_logged_and_the_next_one_still_runs(caplog):
-    calls = []
-
-    async def go(addons):
-        addons.add(Recorder("a", calls, fail=True), Recorder("b", calls))
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-
-    with caplog.at_level(logging.ERROR):
-        run(go)
-    assert [name for name, _ in calls] == ["a", "b"]
-    assert any(r.message == "Addon error: a broke" and r.exc_info for r in caplog.records)
-
-
-def test_addon_halt_stops_the_chain():
-    calls = []
-
-    async def go(addons):
-        addons.add(Recorder("a", calls, halt=True), Recorder("b", calls))
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-
-    run(go)
-    assert [name for name, _ in calls] == ["a"]
-
-
-def test_table_follows_add_and_remove():
-    calls = []
-
-    async def go(addons):
-        first = Recorder("a", calls)
-        addons.add(first)
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-        addons.add(Recorder("b", calls))
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-        addons.remove(first)
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-
-    run(go)
-    assert [name for name, _ in calls] == ["a", "a", "b", "b"]
-
-
-def test_sub_addons_are_walked_at_dispatch_time():
-    """Scripts load and reload without telling the manager; they must be seen at once."""
-    calls = []
-
-    async def go(addons):
-        parent = Parent()
-        addons.add(parent)
-        assert not addons.has_handlers("client_connected")
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-        parent.addons.append(Recorder("script", calls))  # as Script.loadscript does after register
-        assert addons.has_handlers("client_connected")
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-        parent.addons.clear()
-        await addons.trigger_event(server_hooks.ClientConnectedHook(client()))
-
-    run(go)
-    assert [name for name, _ in calls] == ["script"]
-
-
-def test_sync_trigger_reaches_configure_and_refuses_async_handlers(caplog):
-    seen = []
-
-    class Configurable:
-        def configure(self, updated):
-            seen.append(set(updated))
-
-    class AsyncConfigure:
-        async def configure(self, updated):  # pragma: no cover - must not be called
-            seen.append("async")
-
-    async def go(addons):
-        addons.add(Configurable(), AsyncConfigure())
-        addons.trigger(hooks.ConfigureHook({"listen_port"}))
-
-    with caplog.at_level(logging.ERROR):
-        run(go)
-    assert seen == [{"listen_port"}]
-    assert any("cannot be called from sync context" in r.message for r in caplog.records)
-
-
-def test_update_hook_only_when_someone_listens():
-    updates = []
-
-    class Listener:
-        def update(self, flows):
-            updates.append(flows)
-
-    async def go(addons):
-        f = tflow.tflow()
-        assert not addons.has_handlers("update")
-        await addons.handle_lifecycle(HttpConnectHook(f))  # nobody listens: no update event
-        addons.add(Listener())
-        assert addons.has_handlers("update")
-        await addons.handle_lifecycle(HttpConnectHook(f))
-        return f
-
-    f = run(go)
-    assert updates == [[f]]
-
-
-def test_egress_master_loads_the_lean_addon_set():
-    policy = load_policy()
-
+def test_egress_master_loads_the_lean_addon_set_with_the_hook_table():
     async def go():
-        m = EgressMaster(options.Options(), policy)
+        m = EgressMaster(options.Options(), load_policy())
         return [type(a).__name__ for a in m.addons.chain], isinstance(m.addons, HookDispatch)
 
     names, lean = asyncio.run(go())
     assert lean
-    assert names == ["TermLog", "ConnectionLogLevel", "Core", "ProxyAuth", "Block", "Proxyserver", "NextLayer",
-                     "TlsConfig", "DisableH2C", "EgressPolicy", "ScriptLoader", "ErrorCheck"]
-    assert logging.getLogger(CONNECTION_LOGGER).level == logging.WARNING
+    assert names == ["TermLog", "ConnectionLogFilter", "Core", "ProxyAuth", "Block", "Proxyserver", "ConnectionGuard",
+                     "EgressPolicy", "MetricsExporter", "NextLayer", "TlsConfig", "DisableH2C", "ScriptLoader",
+                     "ErrorCheck"]
+
+
+def _record(name, level):
+    return logging.LogRecord(name, level, __file__, 1, "client connect", None, None)
+
+
+@pytest.mark.parametrize("name, level, debug, shown", [
+    (CONNECTION_LOGGER, logging.INFO, False, False),
+    (CONNECTION_LOGGER, logging.DEBUG, False, False),
+    (CONNECTION_LOGGER, logging.WARNING, False, True),
+    (CONNECTION_LOGGER, logging.INFO, True, True),
+    ("proxy_addon.addon", logging.INFO, False, True),
+], ids=["connection info hidden", "connection debug hidden", "connection warning shown", "shown at debug",
+        "other loggers untouched"])
+def test_connection_log_filter(name, level, debug, shown):
+    f = ConnectionLogFilter()
+    f.debug = debug
+    assert f.filter(_record(name, level)) is shown
+
+
+def test_termlog_verbosity_debug_turns_connection_lines_on_and_other_handlers_still_see_them():
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    async def go():
+        m = EgressMaster(options.Options(), load_policy())
+        before = m.connection_log_filter.debug
+        m.options.update(termlog_verbosity="debug")
+        after = m.connection_log_filter.debug
+        await m.done()  # uninstalls the master's log handlers
+        m.addons.get("errorcheck").finish()
+        return before, after
+
+    assert asyncio.run(go()) == (False, True)
+    server_logger = logging.getLogger(CONNECTION_LOGGER)
+    assert server_logger.level == logging.NOTSET  # the filter sits on the terminal handler, not on the logger
+    capture, root_level = Capture(), logging.getLogger().level
+    logging.getLogger().setLevel(logging.INFO)  # as azml-egress run sets it
+    server_logger.addHandler(capture)
+    try:
+        server_logger.info("Client closed connection before completing request headers")
+    finally:
+        server_logger.removeHandler(capture)
+        logging.getLogger().setLevel(root_level)
+    assert seen == ["Client closed connection before completing request headers"]
 
 
 def test_freeze_startup_objects_hides_them_from_the_collector():

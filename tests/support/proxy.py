@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,13 @@ def azml_egress_command() -> list[str]:
     return [sys.executable, "-m", "proxy_addon.cli"]
 
 
+def mitmdump_command() -> list[str]:
+    """mitmdump run by this interpreter, so that ``-s mitm_script.py`` imports
+    this checkout's ``proxy_addon`` (a mitmdump on PATH may belong to another
+    Python with another ``proxy_addon`` installed)."""
+    return [sys.executable, "-c", "import sys; from mitmproxy.tools.main import mitmdump; sys.exit(mitmdump())"]
+
+
 @dataclass
 class ProxyProcess:
     process: subprocess.Popen
@@ -49,6 +58,26 @@ class ProxyProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Base URL of the /metrics, /healthz, /readyz server (start with ``metrics=True``)."""
+        assert self.metrics_port, "start the proxy with metrics=True"
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET ``path`` from the metrics server: (status, body)."""
+        try:
+            with urllib.request.urlopen(self.metrics_url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def scrape(self) -> str:
+        """The /metrics text."""
+        status, body = self.get("/metrics")
+        assert status == 200, (status, body)
+        return body
 
     def decisions(self, wait_for: int = 0, timeout: float = 5.0) -> list[dict]:
         """Parsed decision-log lines; waits until at least ``wait_for`` exist."""
@@ -93,13 +122,18 @@ def wait_listening(port: int, process: subprocess.Popen, stderr_path: Path, time
 
 
 def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (), *, mitmdump: bool = False,
-                env: dict | None = None, route: bool = True) -> ProxyProcess:
+                env: dict | None = None, route: bool = True, metrics: bool = False,
+                script: Path | None = None) -> ProxyProcess:
     """Start the proxy on a free port with a decision log in ``tmp_path``.
 
     With ``upstream``, every upstream connection goes to the local servers
-    (see ``route_to_local.py``).
+    (see ``route_to_local.py``). With ``metrics``, the /metrics server listens
+    on another free port (``ProxyProcess.metrics_port``); without, it is off
+    (port 0), so parallel test runs never fight over the default port.
+    ``script`` replaces ``proxy_addon/mitm_script.py`` for ``mitmdump``.
     """
     port = free_port()
+    metrics_port = free_port() if metrics else 0
     log = tmp_path / f"decisions-{port}.jsonl"
     stderr_path = tmp_path / f"proxy-{port}.err"
     stdout_path = tmp_path / f"proxy-{port}.out"
@@ -112,16 +146,18 @@ def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (),
         scripts = [str(ROUTER)]
         resolve = RESOLVE
     if mitmdump:
-        addon = Path(__file__).resolve().parents[2] / "proxy_addon" / "mitm_script.py"
-        cmd = [shutil.which("mitmdump") or "mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-               "-q", "-s", str(addon), "--set", f"azml_decision_log={log}", "--set", "azml_log_stdout=false"]
+        addon = script or Path(__file__).resolve().parents[2] / "proxy_addon" / "mitm_script.py"
+        cmd = mitmdump_command() + ["--listen-host", "127.0.0.1", "--listen-port", str(port),
+               "-q", "-s", str(addon), "--set", f"azml_decision_log={log}", "--set", "azml_log_stdout=false",
+               "--set", f"azml_metrics_port={metrics_port}"]
         for s in scripts:
             cmd += ["-s", s]
         for r in resolve:
             cmd += ["--set", f"azml_resolve={r}"]
         cmd += list(args)
     else:
-        cmd = azml_egress_command() + ["run", "--listen-port", str(port), "--decision-log", str(log)]
+        cmd = azml_egress_command() + ["run", "--listen-port", str(port), "--decision-log", str(log),
+                                       "--metrics-port", str(metrics_port)]
         for s in scripts:
             cmd += ["-s", s]
         for r in resolve:
@@ -130,4 +166,6 @@ def start_proxy(tmp_path: Path, upstream: Upstream | None, args: list[str] = (),
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
         process = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=run_env)
     wait_listening(port, process, stderr_path)
-    return ProxyProcess(process, port, log, stderr_path, stdout_path)
+    if metrics_port:
+        wait_listening(metrics_port, process, stderr_path)
+    return ProxyProcess(process, port, log, stderr_path, stdout_path, metrics_port=metrics_port or None)

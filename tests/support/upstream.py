@@ -48,6 +48,10 @@ class Upstream:
     http_port: int
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(Host header, path) of every request served."""
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """Headers of every request served."""
+    connections: int = 0
+    """TCP connections accepted by either server."""
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
 
     def close(self) -> None:
@@ -80,6 +84,7 @@ def _handler(upstream: Upstream, wheel: tuple[str, bytes]):
         def do_GET(self):
             host = (self.headers.get("Host") or "").split(":")[0]
             upstream.requests.append((host, self.path))
+            upstream.headers.append(dict(self.headers))
             if host == "pypi.org" and self.path.rstrip("/") in ("/simple", f"/simple/{PACKAGE}"):
                 if self.path.rstrip("/") == "/simple":
                     body = f'<html><body><a href="/simple/{PACKAGE}/">{PACKAGE}</a></body></html>'
@@ -101,11 +106,17 @@ def start_upstream(pki: TestPKI) -> Upstream:
     """Start both servers on ephemeral 127.0.0.1 ports (daemon threads)."""
     upstream = Upstream(0, 0)
     handler = _handler(upstream, make_wheel())
-    https = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    class CountingServer(ThreadingHTTPServer):
+        def get_request(self):
+            upstream.connections += 1
+            return super().get_request()
+
+    https = CountingServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(pki.cert_pem), str(pki.key_pem))
     https.socket = context.wrap_socket(https.socket, server_side=True)
-    http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    http = CountingServer(("127.0.0.1", 0), handler)
     for server in (https, http):
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
