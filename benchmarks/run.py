@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run every azml-egress benchmark and print the table (see benchmarks/README.md).
 
-    python3 benchmarks/run.py                 # full run, about 5 minutes on 2 cores
+    python3 benchmarks/run.py                 # full run, about 4 minutes on 2 cores
     python3 benchmarks/run.py --quick         # a few seconds: proves the scripts work
     python3 benchmarks/run.py --json out.json # also write every per-repetition value
 
