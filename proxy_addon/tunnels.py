@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 
 from mitmproxy import http, tcp, tls
 from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import layers
+from mitmproxy.proxy import events, layers
+from mitmproxy.proxy.layers.tcp import TcpMessageInjected
+from mitmproxy.proxy.utils import expect
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from .audit import DecisionEvent
@@ -41,6 +43,33 @@ class Tunnel:
     """Whether the tunnel's first bytes (TLS SNI) were checked."""
     denied: bool = False
     """Whether the SNI check denied the tunnel (enforce mode)."""
+
+
+class CountingRelay(layers.TCPLayer):
+    """The raw relay of a checked tunnel: bytes pass through untouched, with no
+    TCP flow and no ``tcp_*`` hooks (as mitmproxy's own pass-through); their
+    sizes go to the observers inline (``on_tunnel_open``, ``on_tunnel_bytes``,
+    ``on_tunnel_close``)."""
+
+    def __init__(self, context, egress, event: DecisionEvent):
+        super().__init__(context, ignore=True)
+        self.egress = egress
+        self.event = event
+        self.opened = False
+
+    @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected)
+    def relay_messages(self, event: events.Event):
+        if not self.opened:
+            self.opened = True
+            self.egress.notify("on_tunnel_open", self.event)
+        if isinstance(event, events.DataReceived):
+            size = len(event.data)
+            upstream = event.connection == self.context.client
+            self.egress.notify("on_tunnel_bytes", self.event, size if upstream else 0, 0 if upstream else size)
+        yield from super().relay_messages(event)
+        if self._handle_event == self.done and self.opened:
+            self.opened = False
+            self.egress.notify("on_tunnel_close", self.event)
 
 
 class TunnelHooks:
@@ -72,7 +101,10 @@ class TunnelHooks:
             logger.exception("azml-egress: error while checking a tunnel; closing it")
             self._deny_tunnel(client, tunnel)
         tunnel.checked = True
-        nextlayer.layer = layers.TCPLayer(nextlayer.context)
+        if tunnel.denied:
+            nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)  # the backstop refuses it
+        else:
+            nextlayer.layer = CountingRelay(nextlayer.context, self, tunnel.event)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         # Never intercept: tunnelled TLS passes through untouched, so clients need no extra CA.
@@ -123,37 +155,18 @@ class TunnelHooks:
         return True
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """mitmproxy chose a raw relay for a tunnel before its first bytes could
+        be checked (a first read too short to classify, or neither a TLS
+        ClientHello nor HTTP): an application rule needs the SNI or the Host
+        header, so the tunnel is refused like a ClientHello without SNI."""
         tunnel = self._tunnels.get(flow.client_conn.id)
-        if tunnel is not None and not tunnel.checked:
-            # mitmproxy chose a raw relay before the tunnel's first bytes could be
-            # checked (a first read too short to classify, or neither a TLS
-            # ClientHello nor HTTP): an application rule needs the SNI or the
-            # Host header, so such a tunnel is refused like a ClientHello without SNI
-            tunnel.checked = True
-            if not self._check_sni(flow.client_conn, tunnel, None, malformed=True,
-                                   detail="the tunnel's first bytes are neither a TLS ClientHello nor an HTTP "
-                                          "request, so there is no SNI or Host header to check"):
-                self._deny_tunnel(flow.client_conn, tunnel)
-        if tunnel is not None and not tunnel.denied:
-            flow.metadata[METADATA_KEY] = tunnel.event
-            self.notify("on_tunnel_open", tunnel.event)
-
-    def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        message = flow.messages[-1]
-        event = flow.metadata.get(METADATA_KEY)
-        if event is not None:
-            size = len(message.content)
-            self.notify("on_tunnel_bytes", event, size if message.from_client else 0,
-                        0 if message.from_client else size)
-        del flow.messages[:-1]  # relay only: keep no more than the current chunk in memory
-
-    def tcp_end(self, flow: tcp.TCPFlow) -> None:
-        event = flow.metadata.pop(METADATA_KEY, None)
-        if event is not None:
-            self.notify("on_tunnel_close", event)
-
-    tcp_error = tcp_end
-
+        if tunnel is None or tunnel.checked:
+            return
+        tunnel.checked = True
+        if not self._check_sni(flow.client_conn, tunnel, None, malformed=True,
+                               detail="the tunnel's first bytes are neither a TLS ClientHello nor an HTTP "
+                                      "request, so there is no SNI or Host header to check"):
+            self._deny_tunnel(flow.client_conn, tunnel)
 
     # -- transparent mode (--set mode=transparent) --------------------------------
     # Redirected connections carry no CONNECT: the original destination

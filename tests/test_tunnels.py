@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-from mitmproxy import tcp
 from mitmproxy.test import tflow
 
 from proxy_addon.addon import EgressPolicy
@@ -10,7 +9,7 @@ from proxy_addon.audit import DecisionEvent
 from proxy_addon.decision import Action, Decision, Reason
 from proxy_addon.observers import Observer
 from proxy_addon.policy_loader import policy_from_text
-from proxy_addon.tunnels import METADATA_KEY, Tunnel
+from proxy_addon.tunnels import Tunnel
 
 
 class Recorder(Observer):
@@ -62,30 +61,63 @@ def test_sni_missing_switch_and_simulate():
     assert recorder.decisions[-1].enforced is False
 
 
-def test_tunnel_bytes_are_counted_and_not_kept():
-    egress, recorder, tunnel = make()
-    tunnel.checked = True
-    flow = tflow.ttcpflow()
-    egress._tunnels[flow.client_conn.id] = tunnel
-    flow.messages = []
-    egress.tcp_start(flow)
-    assert flow.metadata[METADATA_KEY] is tunnel.event
-    for from_client, size in ((True, 100), (False, 5000), (False, 7)):
-        flow.messages.append(tcp.TCPMessage(from_client, b"x" * size))
-        egress.tcp_message(flow)
-        assert len(flow.messages) == 1
-    egress.tcp_end(flow)
-    assert recorder.bytes == [(100, 0), (0, 5000), (0, 7)]
-    assert (recorder.opened, recorder.closed) == (1, 1)
+def _hello(host):
+    import ssl
+
+    out = ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
 
 
-def test_denied_tunnel_is_not_announced():
+class FakeNextLayer:
+    def __init__(self, client, data):
+        from mitmproxy.proxy.context import Context
+        from mitmproxy import options
+
+        self.context = Context(client, options.Options())
+        self.layer = None
+        self._data = data
+
+    def data_client(self):
+        return self._data
+
+
+def test_checked_tunnel_is_relayed_by_the_counting_relay():
+    from proxy_addon.tunnels import CountingRelay
+
     egress, recorder, tunnel = make()
-    tunnel.denied = True
-    flow = tflow.ttcpflow()
-    egress._tunnels[flow.client_conn.id] = tunnel
-    egress.tcp_start(flow)
-    assert recorder.opened == 0 and METADATA_KEY not in flow.metadata
+    client = tflow.tclient_conn()
+    egress._tunnels[client.id] = tunnel
+    nextlayer = FakeNextLayer(client, _hello("ml.azure.com"))
+    egress.next_layer(nextlayer)
+    assert isinstance(nextlayer.layer, CountingRelay) and tunnel.checked and not tunnel.denied
+    assert recorder.decisions == []
+
+
+def test_mismatched_sni_gets_no_relay():
+    from proxy_addon.tunnels import CountingRelay
+
+    egress, recorder, tunnel = make()
+    client = tflow.tclient_conn()
+    egress._tunnels[client.id] = tunnel
+    nextlayer = FakeNextLayer(client, _hello("evil.example"))
+    egress.next_layer(nextlayer)
+    assert not isinstance(nextlayer.layer, CountingRelay) and tunnel.denied
+    assert recorder.decisions[-1].decision.reason is Reason.SNI_MISMATCH
+
+
+def test_short_or_plain_first_bytes_are_left_to_mitmproxy():
+    egress, recorder, tunnel = make()
+    client = tflow.tclient_conn()
+    egress._tunnels[client.id] = tunnel
+    for data in (b"", b"\x16", b"GET / HTTP/1.1\r\n"):
+        nextlayer = FakeNextLayer(client, data)
+        egress.next_layer(nextlayer)
+        assert nextlayer.layer is None and not tunnel.checked
 
 
 def test_deny_tunnel_forgets_the_allow_decision():
