@@ -13,6 +13,7 @@ import time
 import pytest
 
 from support.proxy import azml_egress_command, free_port
+from support.tlshello import client_hello
 
 
 def openssl_connect(proxy, target, *options):
@@ -261,20 +262,12 @@ def test_log_lines_stay_one_object_per_line_with_hostile_hosts(proxy_factory):
     assert [x["action"] for x in proxy.decisions()] == ["deny", "deny"]
 
 
-def _hello(host: str) -> bytes:
-    out = ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 @pytest.mark.parametrize("first, rest", [
-    (b"\x16", _hello("evil.example")[1:]),
-    (_hello("evil.example")[:2], _hello("evil.example")[2:]),
-    (b"\x15\x03\x01\x00\x02\x01\x00", _hello("evil.example")),
+    (b"\x16", client_hello("evil.example")[1:]),
+    (client_hello("evil.example")[:2], client_hello("evil.example")[2:]),
+    (b"\x15\x03\x01\x00\x02\x01\x00", client_hello("evil.example")),
     (b"GE", b"T / HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
 ], ids=["one byte then the hello", "two bytes then the hello", "alert record first", "split plain HTTP"])
 def test_split_first_bytes_cannot_skip_the_tunnel_check(proxy_factory, upstream, first, rest):

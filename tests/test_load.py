@@ -9,11 +9,12 @@ import asyncio
 import collections
 import os
 import resource
-import ssl
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from support.tlshello import client_hello
 
 TUNNELS = int(os.environ.get("AZML_LOAD_TUNNELS", "1000"))
 DECISIONS = int(os.environ.get("AZML_LOAD_DECISIONS", "20000"))
@@ -43,15 +44,6 @@ async def echo_server():
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-def client_hello(host: str) -> bytes:
-    """The bytes of a real TLS ClientHello with SNI ``host`` (the proxy checks it)."""
-    out = ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 async def connect(port: int, host: str, target_port: int):

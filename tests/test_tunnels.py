@@ -10,6 +10,7 @@ from proxy_addon.decision import Action, Decision, Reason
 from proxy_addon.observers import Observer
 from proxy_addon.policy_loader import policy_from_text
 from proxy_addon.tunnels import Tunnel
+from support.tlshello import client_hello
 
 
 class Recorder(Observer):
@@ -61,16 +62,6 @@ def test_sni_missing_switch_and_simulate():
     assert recorder.decisions[-1].enforced is False
 
 
-def _hello(host):
-    import ssl
-
-    out = ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=host)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 class FakeNextLayer:
@@ -92,7 +83,7 @@ def test_checked_tunnel_is_relayed_by_the_counting_relay():
     egress, recorder, tunnel = make()
     client = tflow.tclient_conn()
     egress._tunnels[client.id] = tunnel
-    nextlayer = FakeNextLayer(client, _hello("ml.azure.com"))
+    nextlayer = FakeNextLayer(client, client_hello("ml.azure.com"))
     egress.next_layer(nextlayer)
     assert isinstance(nextlayer.layer, CountingRelay) and tunnel.checked and not tunnel.denied
     assert recorder.decisions == []
@@ -104,7 +95,7 @@ def test_mismatched_sni_gets_no_relay():
     egress, recorder, tunnel = make()
     client = tflow.tclient_conn()
     egress._tunnels[client.id] = tunnel
-    nextlayer = FakeNextLayer(client, _hello("evil.example"))
+    nextlayer = FakeNextLayer(client, client_hello("evil.example"))
     egress.next_layer(nextlayer)
     assert not isinstance(nextlayer.layer, CountingRelay) and tunnel.denied
     assert recorder.decisions[-1].decision.reason is Reason.SNI_MISMATCH

@@ -87,6 +87,11 @@ class NetRule:
     source_addresses: tuple[str, ...] = ()
     feature: str | None = None
 
+    def summary(self) -> str:
+        """``network rule TCP 445 to a.example``: how text outputs mention it."""
+        return (f"network rule {' '.join(self.ip_protocols)} {','.join(self.destination_ports)} "
+                f"to {' '.join(self.destination_fqdns)}")
+
 
 @dataclass(frozen=True, slots=True)
 class Collection:

@@ -18,8 +18,7 @@ def render(model: ExportModel) -> str:
         for rule in collection.rules:
             where = f"{group.name}/{collection.name}/{rule.name}"
             if not isinstance(rule, AppRule):
-                notes.append(f"{where}: network rule {' '.join(rule.ip_protocols)} "
-                             f"{','.join(rule.destination_ports)} to {' '.join(rule.destination_fqdns)}")
+                notes.append(f"{where}: {rule.summary()}")
                 continue
             ports = " ".join(f"{p}:{n}" for p, n in rule.protocols)
             if collection.action == "Deny":
