@@ -190,3 +190,28 @@ def test_mitmdump_script_loading_works(proxy_factory, pki):
     code, out, _ = curl(proxy, "https://evil.example/", pki)
     assert "X-Azml-Egress-Reason: no_rule_matched" in out
     assert [(x["host"], x["action"]) for x in proxy.decisions(2)] == [("pypi.org", "allow"), ("evil.example", "deny")]
+
+
+@pytest.mark.network
+def test_real_pip_download_through_the_proxy(tmp_path):
+    """Opt-in (-m network): the real package index, default policy vs April 2020."""
+    from support.proxy import start_proxy
+
+    def download(args, dest):
+        proxy = start_proxy(tmp_path, None, args, route=False)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "--isolated", "download", "--no-deps", "--no-cache-dir", "--retries",
+                 "0", "-d", str(dest), "--proxy", proxy.url, "--index-url", "https://pypi.org/simple", "six"],
+                capture_output=True, text=True, timeout=300)
+            return done, proxy.decisions(2)
+        finally:
+            proxy.stop()
+
+    done, lines = download([], tmp_path / "default")
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "default").glob("six-*.whl"))
+    done, lines = download(["--config", "azureml-2020-04"], tmp_path / "april")
+    assert done.returncode != 0
+    denied = [x for x in lines if x["action"] == "deny"]
+    assert denied[0]["host"] == "files.pythonhosted.org" and denied[0]["feature"] == "pip-downloads"
