@@ -32,6 +32,11 @@ MAX_RAW_LENGTH = 1024
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _NUMERIC_LABEL_RE = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_FAST_NAME_RE = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+"""Lower-case names whose labels are valid and whose last label starts with a
+letter (so it is no IPv4 literal); longer names are refused by the full path."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -97,6 +102,13 @@ def normalise_host(raw: str) -> Host:
     host name alphabet, or a name whose last label is numeric but which is no
     IPv4 address.
     """
+    if isinstance(raw, str) and raw.isascii() and len(raw) <= MAX_NAME_LENGTH + 1:
+        # fast path: an ordinary ASCII name (no IDNA, IP literal or odd character)
+        name = raw.lower()
+        if name.endswith("."):
+            name = name[:-1]
+        if len(name) <= MAX_NAME_LENGTH and _FAST_NAME_RE.fullmatch(name) and "xn--" not in name:
+            return Host(name)
     if not isinstance(raw, str):
         raise InvalidHost(f"host {printable(raw)!r} is not text")
     if not raw:

@@ -122,3 +122,10 @@ def test_unicode_and_punycode_spellings_agree(label):
     except InvalidHost:
         return
     assert normalise_host(unicode_form.name) == unicode_form
+
+
+@pytest.mark.parametrize("raw", ["a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 62 + "x",
+                                 "a" * 64 + ".example", "x.123", "a-.example"])
+def test_fast_path_does_not_accept_what_the_full_path_refuses(raw):
+    with pytest.raises(InvalidHost):
+        normalise_host(raw)
