@@ -178,10 +178,10 @@ class EgressPolicy(TunnelHooks, UpstreamHooks):
             try:
                 policy = await asyncio.get_running_loop().run_in_executor(None, load_policy, source, override)
             except Exception as e:  # noqa: BLE001 - any failure keeps the previous policy
-                e = e if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+                problem = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
                 logger.error(f"azml-egress: policy reload ({why}) rejected; keeping policy "
-                             f"{self.policy.name!r} ({self.policy.sha256[:12]}):\n{e}")
-                self.notify("on_policy", None, False, str(e))
+                             f"{self.policy.name!r} ({self.policy.sha256[:12]}):\n{problem}")
+                self.notify("on_policy", None, False, problem)
                 return False
             if policy.sha256 == self.policy.sha256 and policy.mode == self.policy.mode:
                 return True
