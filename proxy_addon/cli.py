@@ -34,6 +34,13 @@ def eprint(*args: object) -> None:
     print(*args, file=sys.stderr)
 
 
+def eprint_problems(heading: str, error: ConfigError) -> None:
+    """``heading (N problems):`` then one indented line per problem, on stderr."""
+    eprint(f"{heading} ({error.count_text}):")
+    for problem in error.problems:
+        eprint(f"  {problem}")
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="POLICY",
                         help="policy file or built-in policy name (default: the built-in Azure ML policy)")
@@ -47,9 +54,7 @@ def load_policy_or_exit(args: argparse.Namespace, mode: str | None = None) -> Po
     try:
         return load_policy(getattr(args, "config", None), mode)
     except ConfigError as e:
-        eprint(f"azml-egress: invalid policy ({e.count_text}):")
-        for problem in e.problems:
-            eprint(f"  {problem}")
+        eprint_problems("azml-egress: invalid policy", e)
         raise SystemExit(EXIT_ERROR) from None
 
 
@@ -338,9 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         eprint(f"azml-egress: {printable(str(e), 300)}")
         return EXIT_ERROR
     except ConfigError as e:
-        eprint(f"azml-egress: {e.count_text}:")
-        for problem in e.problems:
-            eprint(f"  {problem}")
+        eprint_problems("azml-egress", e)
         return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
         eprint(f"azml-egress {args.command}: unexpected error: {type(e).__name__}: {printable(str(e), 300)}")

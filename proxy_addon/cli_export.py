@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import EXIT_DENY, EXIT_ERROR, EXIT_OK, add_config_argument, eprint, load_policy_or_exit
+from .cli import EXIT_DENY, EXIT_ERROR, EXIT_OK, add_config_argument, eprint, eprint_problems, load_policy_or_exit
 from .config import ConfigError
 from .exporters import COLLECT_BY, FORMATS, export
 from .importers import import_firewall, json_path
@@ -67,9 +67,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         try:
             sides.append(load_side(spec))
         except ConfigError as e:
-            eprint(f"azml-egress diff: invalid {spec!r} ({e.count_text}):")
-            for problem in e.problems:
-                eprint(f"  {problem}")
+            eprint_problems(f"azml-egress diff: invalid {spec!r}", e)
             return EXIT_ERROR
     result = diff_policies(sides[0], sides[1], args.a, args.b)
     if args.json:

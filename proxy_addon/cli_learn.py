@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .audit import rfc3339_now
-from .cli import EXIT_ERROR, EXIT_OK, add_config_argument, eprint, load_policy_or_exit
+from .cli import EXIT_ERROR, EXIT_OK, add_config_argument, eprint, eprint_problems, load_policy_or_exit
 from .config import ConfigError
 from .atomicfile import write_atomic
 from .learnfile import LearnData, load_all
@@ -27,9 +27,7 @@ def _load_data(args: argparse.Namespace) -> LearnData:
     try:
         return load_all(args.learn_files)
     except ConfigError as e:
-        eprint(f"azml-egress learn: invalid learn file ({e.count_text}):")
-        for problem in e.problems:
-            eprint(f"  {problem}")
+        eprint_problems("azml-egress learn: invalid learn file", e)
         raise SystemExit(EXIT_ERROR) from None
 
 
@@ -97,9 +95,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     try:
         suggested = policy_from_text(text, args.output or "<suggested policy>")
     except ConfigError as e:  # a bug: the suggestion must always validate
-        eprint("azml-egress learn suggest: internal error: the suggested policy does not validate:")
-        for problem in e.problems:
-            eprint(f"  {problem}")
+        eprint_problems("azml-egress learn suggest: internal error: the suggested policy does not validate", e)
         return EXIT_ERROR
     denied = [(r, d) for rule in suggestion.rules for r in rule.evidence
               for d in [suggested.decide(r.host, r.port, r.protocol, None)] if not d.allowed]

@@ -150,16 +150,14 @@ def settings(proxy_url: str = DEFAULT_PROXY_URL, extra_no_proxy: tuple[str, ...]
 
 # -- one renderer per client --------------------------------------------------
 
+def _env_pairs(s: ProxySettings) -> list[tuple[str, str]]:
+    """The proxy variables in both spellings: upper case first, then lower case."""
+    values = {"HTTP_PROXY": s.url, "HTTPS_PROXY": s.url, "NO_PROXY": s.no_proxy_text}
+    return list(values.items()) + [(name.lower(), value) for name, value in values.items()]
+
+
 def _env_lines(s: ProxySettings) -> list[str]:
-    q = shlex.quote
-    return [
-        f"export HTTP_PROXY={q(s.url)}",
-        f"export HTTPS_PROXY={q(s.url)}",
-        f"export NO_PROXY={q(s.no_proxy_text)}",
-        f"export http_proxy={q(s.url)}",
-        f"export https_proxy={q(s.url)}",
-        f"export no_proxy={q(s.no_proxy_text)}",
-    ]
+    return [f"export {name}={shlex.quote(value)}" for name, value in _env_pairs(s)]
 
 
 def _shell(s: ProxySettings) -> str:
@@ -198,12 +196,8 @@ def _r(s: ProxySettings) -> str:
     return "\n".join([
         "# Renviron (~/.Renviron, or the file named by R_ENVIRON_USER): install.packages() and",
         "# download.file() use libcurl, which reads these variables.",
-        f"http_proxy={s.url}",
-        f"https_proxy={s.url}",
-        f"no_proxy={s.no_proxy_text}",
-        f"HTTP_PROXY={s.url}",
-        f"HTTPS_PROXY={s.url}",
-        f"NO_PROXY={s.no_proxy_text}",
+        # lower case first: the spelling libcurl documents
+        *(f"{name}={value}" for name, value in _env_pairs(s)[3:] + _env_pairs(s)[:3]),
     ])
 
 
